@@ -1,0 +1,35 @@
+// Package segment is the transmit half of vnic's software NIC: it turns one
+// frame read from the TUN device (a virtio_net_hdr plus an IP packet of up
+// to 64 KiB) into the packets that would cross the wire, doing in Go what
+// TSO/USO hardware or the kernel's software GSO does, byte for byte like
+// Linux 6.18:
+//
+//   - __virtio_net_hdr_to_skb (include/linux/virtio_net.h): which headers are
+//     accepted, when a GSO-typed frame is "too small to be GSO" and is sent
+//     as one packet instead, the UDP_MAX_SEGMENTS limit.
+//   - inet_gso_segment (net/ipv4/af_inet.c): IPv4 options copied into every
+//     segment, ID incremented per segment unless SKB_GSO_TCP_FIXEDID, total
+//     length and header checksum recomputed.
+//   - ipv6_gso_segment (net/ipv6/ip6_offload.c): hop-by-hop, routing and
+//     destination-options headers copied into every segment, payload length
+//     rewritten; any other extension header (a fragment header in
+//     particular) ends the walk and the packet cannot be segmented.
+//   - tcp4_gso_segment, tcp6_gso_segment, tcp_gso_segment
+//     (net/ipv4/tcp_offload.c, net/ipv6/tcpv6_offload.c): payload cut at
+//     gso_size, sequence numbers advanced, FIN and PSH only on the last
+//     segment, CWR only on the first (unless SKB_GSO_TCP_ACCECN), the
+//     checksum derived from the pseudo-header sum the sender left in the
+//     checksum field, adjusted for each segment's length.
+//   - __udp_gso_segment (net/ipv4/udp_offload.c): one UDP datagram per
+//     gso_size chunk, each with its own length and checksum (0 sent as
+//     0xffff, CSUM_MANGLED_0).
+//   - skb_checksum_help (net/core/dev.c): checksum completion for a
+//     NEEDS_CSUM packet that is not segmented.
+//
+// Segment is pure (no syscalls) and allocation-free; errors are typed and
+// name a stable drop reason (see Reason) the daemon counts by.
+//
+// On top of the kernel's rules, Options.MaxPacket models a NIC whose
+// hardware MTU is smaller than what the stack was told: TSO then cuts at a
+// smaller MSS, and anything else that does not fit is dropped.
+package segment

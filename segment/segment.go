@@ -1,0 +1,461 @@
+package segment
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
+	"vnic/vnic/virtio"
+)
+
+// Options configure the NIC's segmentation.
+type Options struct {
+	// MaxPacket caps the IP length of each wire packet: the NIC's hardware
+	// MTU (e.g. 1500 on a forcedeth NIC whose interface MTU says 9000). 0
+	// (or negative) means no cap beyond gso_size. TSO cuts at
+	// min(gso_size, MaxPacket - headers); a USO datagram or an unsegmented
+	// packet that does not fit is refused with ErrTooBig (the NIC drops it).
+	MaxPacket int
+
+	// FixedID keeps the IPv4 ID of the super-packet on every segment
+	// instead of incrementing it: SKB_GSO_TCP_FIXEDID. The virtio header
+	// cannot express it, and in 6.18 only GRO sets it (tcp4_gro_complete,
+	// when the merged packets all carried the same ID), so a frame read
+	// from a TUN device is always segmented with incrementing IDs. Set it
+	// only when re-segmenting a super-packet vnic's own GRO built from
+	// fixed-ID packets. Like inet_gso_segment in 6.18 it is honoured
+	// whatever the DF bit says.
+	FixedID bool
+
+	// AccECN keeps CWR on every segment instead of only the first:
+	// SKB_GSO_TCP_ACCECN, under which CWR is part of the AccECN ACE
+	// counter rather than a one-shot signal. Mainline 6.18's virtio header
+	// has no bit for it (VIRTIO_NET_HDR_GSO_ACCECN, 0x10, is a proposal and
+	// is rejected as ErrGSOType); tcp_gro_complete sets it when a merged
+	// packet carried CWR, so set it when re-segmenting such a packet.
+	// Without it CWR is cleared after the first segment whether or not the
+	// virtio ECN bit (SKB_GSO_TCP_ECN) is set: in 6.18 that bit only tells
+	// hardware it must handle CWR, tcp_gso_segment ignores it.
+	AccECN bool
+}
+
+// Header sizes, protocol numbers and TCP flags used below.
+const (
+	ipv4MinHeader = 20
+	ipv6Header    = 40
+	tcpMinHeader  = 20
+	udpHeader     = 8
+
+	protoTCP = 6
+	protoUDP = 17
+
+	// IPv6 extension headers ipv6_gso_pull_exthdrs walks (they are the
+	// ones registered with INET6_PROTO_GSO_EXTHDR in exthdrs_offload.c),
+	// and the fragment header, which it does not.
+	extHopByHop = 0
+	extRouting  = 43
+	extFragment = 44
+	extDestOpts = 60
+
+	tcpCsumOffset = 16
+	udpCsumOffset = 6
+
+	tcpFIN = 0x01
+	tcpPSH = 0x08
+	tcpCWR = 0x80
+
+	// udpMaxSegments is UDP_MAX_SEGMENTS (include/linux/udp.h), 1 << 7
+	// since it was raised from 64.
+	udpMaxSegments = 128
+)
+
+// Segment splits one packet pkt (an IPv4 or IPv6 packet, no virtio header,
+// up to 64 KiB) as described by hdr into wire packets, writing packet i into
+// out[i][offset:] and its length into sizes[i]. It returns the number of
+// packets written. No allocation.
+//
+// pkt is only read. hdr.HdrLen is ignored: the kernel's is not trustworthy
+// (on forwarding paths it is the whole first packet), so the header length
+// is recomputed from csum_start and the L4 header. On error nothing useful
+// has been written and the error wraps one of the Err sentinels; Reason
+// names it.
+func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, opt Options) (int, error) {
+	if offset < 0 {
+		return 0, errf(ErrBufferTooSmall, "negative offset %d", offset)
+	}
+	n := len(pkt)
+	needsCsum := hdr.Flags&virtio.FlagNeedsCsum != 0
+	gsoSize := int(hdr.GSOSize)
+	csumStart, csumOffset := int(hdr.CsumStart), int(hdr.CsumOffset)
+
+	// The virtio header, checked the way __virtio_net_hdr_to_skb checks it
+	// when tun receives the frame.
+	gso := hdr.GSOType != virtio.GSONone
+	tcp := false
+	nhMin := ipv4MinHeader // the minimal network header before csum_start
+	thlen := 0             // the minimal L4 header the virtio layer assumes
+	if gso {
+		switch hdr.GSOType &^ virtio.GSOECN {
+		case virtio.GSOTCPv4:
+			tcp, thlen = true, tcpMinHeader
+		case virtio.GSOTCPv6:
+			tcp, thlen, nhMin = true, tcpMinHeader, ipv6Header
+		case virtio.GSOUDPL4:
+			if hdr.GSOType&virtio.GSOECN != 0 {
+				return 0, errf(ErrGSOType, "gso_type %#02x: the ECN bit on UDP_L4", hdr.GSOType)
+			}
+			thlen = udpHeader
+		case virtio.GSOUDP:
+			return 0, errf(ErrGSOType, "gso_type %#02x: UFO (IP fragmentation) is not supported", hdr.GSOType)
+		default:
+			return 0, errf(ErrGSOType, "gso_type %#02x (%s)", hdr.GSOType, virtio.GSOName(hdr.GSOType))
+		}
+		if gsoSize == 0 {
+			return 0, errf(ErrGSOSizeZero, "gso_type %s", virtio.GSOName(hdr.GSOType))
+		}
+	}
+	pOff := 0 // where the virtio layer thinks the payload starts
+	if needsCsum {
+		need := csumStart + max(thlen, csumOffset+2)
+		if need > n {
+			return 0, errf(ErrCsum, "csum_start %d + max(L4 header %d, csum_offset %d + 2) = %d, past the %d-byte packet",
+				csumStart, thlen, csumOffset, need, n)
+		}
+		if csumStart < nhMin {
+			return 0, errf(ErrCsum, "csum_start %d inside the minimal %d-byte IP header", csumStart, nhMin)
+		}
+		pOff = csumStart + thlen
+	} else if gso {
+		if !tcp {
+			return 0, errf(ErrNeedsCsum, "gso_type %s, flags %#02x", virtio.GSOName(hdr.GSOType), hdr.Flags)
+		}
+		pOff = nhMin + thlen
+		if pOff > n {
+			return 0, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and TCP header", n, pOff)
+		}
+	}
+	if gso {
+		if tcp && needsCsum && csumOffset != tcpCsumOffset {
+			return 0, errf(ErrCsum, "csum_offset %d for TCP, want %d", csumOffset, tcpCsumOffset)
+		}
+		if !tcp {
+			if csumOffset != udpCsumOffset {
+				return 0, errf(ErrCsum, "csum_offset %d for UDP, want %d", csumOffset, udpCsumOffset)
+			}
+			if n-pOff > gsoSize*udpMaxSegments {
+				return 0, errf(ErrUSOSegments, "%d payload bytes at gso_size %d is more than %d datagrams",
+					n-pOff, gsoSize, udpMaxSegments)
+			}
+		}
+	}
+
+	// The IP header, checked the way tun and ip_rcv/ipv6_rcv check it.
+	v6, err := checkIP(pkt)
+	if err != nil {
+		return 0, err
+	}
+
+	// "Too small packets are not really GSO ones" (__virtio_net_hdr_to_skb):
+	// a frame whose payload, measured after the minimal L4 header, fits in
+	// gso_size goes out as one packet with only its checksum completed.
+	if !gso || n-pOff <= gsoSize {
+		return single(pkt, needsCsum, csumStart, csumOffset, out, sizes, offset, opt)
+	}
+
+	if tcp && v6 != (hdr.GSOType&^virtio.GSOECN == virtio.GSOTCPv6) {
+		ver := 4
+		if v6 {
+			ver = 6
+		}
+		return 0, errf(ErrIPVersion, "gso_type %s on an IPv%d packet", virtio.GSOName(hdr.GSOType), ver)
+	}
+	l4, proto, err := findL4(pkt, v6)
+	if err != nil {
+		return 0, err
+	}
+	wantProto := uint8(protoUDP)
+	if tcp {
+		wantProto = protoTCP
+	}
+	if proto != wantProto {
+		return 0, errf(ErrL4Proto, "IP protocol %d at offset %d, gso_type %s wants %d",
+			proto, l4, virtio.GSOName(hdr.GSOType), wantProto)
+	}
+	if needsCsum && l4 != csumStart {
+		return 0, errf(ErrCsum, "csum_start %d, but the IP header puts the L4 header at %d", csumStart, l4)
+	}
+	l4len, err := virtio.L4HeaderLen(pkt, l4, tcp)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrL4Header, err)
+	}
+	hdrLen := l4 + l4len
+	payload := n - hdrLen
+	if payload <= gsoSize {
+		// tcp_gso_segment: "if (unlikely(skb->len <= mss)) goto out" with
+		// segs = -EINVAL; the virtio layer assumed a 20-byte TCP header.
+		return 0, errf(ErrGSOShort, "%d payload bytes after %d bytes of headers, gso_size %d", payload, hdrLen, gsoSize)
+	}
+
+	mss := gsoSize
+	if opt.MaxPacket > 0 {
+		room := opt.MaxPacket - hdrLen
+		if room <= 0 {
+			return 0, errf(ErrTooBig, "MaxPacket %d leaves no payload after %d bytes of headers", opt.MaxPacket, hdrLen)
+		}
+		if tcp {
+			mss = min(mss, room)
+		} else if mss > room {
+			return 0, errf(ErrTooBig, "USO datagram of %d bytes (gso_size %d) exceeds MaxPacket %d",
+				hdrLen+mss, gsoSize, opt.MaxPacket)
+		}
+	}
+	nseg := (payload + mss - 1) / mss
+	if nseg > len(out) || nseg > len(sizes) {
+		return 0, errf(ErrTooManySegments, "%d segments of %d bytes, %d output buffers and %d sizes",
+			nseg, mss, len(out), len(sizes))
+	}
+	last := payload - (nseg-1)*mss
+	for i := 0; i < nseg; i++ {
+		size := hdrLen + mss
+		if i == nseg-1 {
+			size = hdrLen + last
+		}
+		if len(out[i]) < offset+size {
+			return 0, errf(ErrBufferTooSmall, "buffer %d has %d bytes, need offset %d + %d", i, len(out[i]), offset, size)
+		}
+	}
+
+	s := split{
+		pkt: pkt, out: out, sizes: sizes, offset: offset,
+		v6: v6, l4: l4, hdrLen: hdrLen, mss: mss, nseg: nseg,
+		fixedID: opt.FixedID,
+	}
+	if tcp {
+		// The kernel does not recompute the pseudo-header: it takes the
+		// sum the sender left in the checksum field and swaps the
+		// super-packet's L4 length for each segment's (tcp_gso_segment's
+		// delta). Without NEEDS_CSUM, tcp4/tcp6_gso_segment first write
+		// that sum from the addresses (__tcp_v4_send_check).
+		var base uint16
+		if needsCsum {
+			base = checksum.Combine(binary.BigEndian.Uint16(pkt[l4+tcpCsumOffset:]), ^uint16(n-l4))
+		} else {
+			base = pseudoNoLength(pkt, v6, protoTCP)
+		}
+		s.tso(base, opt.AccECN)
+	} else {
+		// __udp_gso_segment does the same with the UDP length field (not
+		// the buffer length): csum16_sub(uh->check, uh->len).
+		base := checksum.Combine(binary.BigEndian.Uint16(pkt[l4+udpCsumOffset:]), ^binary.BigEndian.Uint16(pkt[l4+4:]))
+		s.uso(base)
+	}
+	return nseg, nil
+}
+
+// single sends pkt as one packet: copied, and with NEEDS_CSUM its checksum
+// completed like skb_checksum_help: the bytes from csum_start to the end
+// (the checksum field holds the pseudo-header sum) are summed and the
+// folded complement is stored, 0 as 0xffff (CSUM_MANGLED_0) whatever the
+// protocol. The IP header is not touched.
+func single(pkt []byte, needsCsum bool, csumStart, csumOffset int, out [][]byte, sizes []int, offset int, opt Options) (int, error) {
+	n := len(pkt)
+	if opt.MaxPacket > 0 && n > opt.MaxPacket {
+		return 0, errf(ErrTooBig, "%d-byte packet, not segmented, exceeds MaxPacket %d", n, opt.MaxPacket)
+	}
+	if len(out) < 1 || len(sizes) < 1 {
+		return 0, errf(ErrTooManySegments, "1 packet, %d output buffers and %d sizes", len(out), len(sizes))
+	}
+	if len(out[0]) < offset+n {
+		return 0, errf(ErrBufferTooSmall, "buffer 0 has %d bytes, need offset %d + %d", len(out[0]), offset, n)
+	}
+	o := out[0][offset : offset+n]
+	copy(o, pkt)
+	if needsCsum {
+		at := csumStart + csumOffset
+		c := ^checksum.Checksum(o[csumStart:], 0)
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(o[at:], c)
+	}
+	sizes[0] = n
+	return 1, nil
+}
+
+// checkIP checks the fixed IP header and that its length field matches
+// the buffer, and reports whether the packet is IPv6.
+func checkIP(pkt []byte) (v6 bool, err error) {
+	n := len(pkt)
+	if n == 0 {
+		return false, errf(ErrIPHeader, "empty packet")
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		if n < ipv4MinHeader {
+			return false, errf(ErrIPHeader, "IPv4 packet of %d bytes", n)
+		}
+		ihl := int(pkt[0]&0xf) * 4
+		if ihl < ipv4MinHeader || ihl > n {
+			return false, errf(ErrIPHeader, "IPv4 header length %d, packet %d bytes", ihl, n)
+		}
+		if tl := int(binary.BigEndian.Uint16(pkt[2:])); tl != n {
+			return false, errf(ErrIPLength, "IPv4 total length %d, packet %d bytes", tl, n)
+		}
+		return false, nil
+	case 6:
+		if n < ipv6Header {
+			return true, errf(ErrIPHeader, "IPv6 packet of %d bytes", n)
+		}
+		if pl := int(binary.BigEndian.Uint16(pkt[4:])); pl+ipv6Header != n {
+			return true, errf(ErrIPLength, "IPv6 payload length %d, packet %d bytes", pl, n)
+		}
+		return true, nil
+	default:
+		return false, errf(ErrIPVersion, "IP version %d", pkt[0]>>4)
+	}
+}
+
+// findL4 returns the offset of the L4 header and the protocol found there,
+// walking IPv6 extension headers like ipv6_gso_pull_exthdrs: hop-by-hop,
+// routing and destination options (in any order and number) are skipped
+// and later copied into every segment; a fragment header, or a truncated
+// header, stops the walk, and ipv6_gso_segment has no offload for what it
+// stopped at. checkIP must have accepted pkt.
+func findL4(pkt []byte, v6 bool) (int, uint8, error) {
+	if !v6 {
+		return int(pkt[0]&0xf) * 4, pkt[9], nil
+	}
+	n := len(pkt)
+	next, off := pkt[6], ipv6Header
+	for {
+		switch next {
+		case extHopByHop, extRouting, extDestOpts:
+			if off+8 > n {
+				return 0, 0, errf(ErrIPv6ExtHdr, "extension header %d at %d truncated, packet %d bytes", next, off, n)
+			}
+			l := (int(pkt[off+1]) + 1) * 8
+			if off+l > n {
+				return 0, 0, errf(ErrIPv6ExtHdr, "extension header %d at %d is %d bytes, packet %d bytes", next, off, l, n)
+			}
+			next = pkt[off]
+			off += l
+		case extFragment:
+			return 0, 0, errf(ErrIPv6ExtHdr, "fragment header at %d in a GSO packet", off)
+		default:
+			return off, next, nil
+		}
+	}
+}
+
+// pseudoNoLength is the pseudo-header sum without the length: addresses
+// and protocol.
+func pseudoNoLength(pkt []byte, v6 bool, proto uint16) uint16 {
+	if v6 {
+		return checksum.Checksum(pkt[8:40], proto)
+	}
+	return checksum.Checksum(pkt[12:20], proto)
+}
+
+// split holds what every segment of one super-packet shares.
+type split struct {
+	pkt     []byte
+	out     [][]byte
+	sizes   []int
+	offset  int
+	v6      bool
+	l4      int // offset of the L4 header
+	hdrLen  int // IP + L4 headers
+	mss     int
+	nseg    int
+	fixedID bool
+}
+
+// ip writes the per-segment IP fields into the copied header o: IPv6
+// payload length; IPv4 total length, ID and header checksum
+// (inet_gso_segment's ip_send_check over the whole header, options
+// included).
+func (s *split) ip(o []byte, i, size int, id uint16) {
+	if s.v6 {
+		binary.BigEndian.PutUint16(o[4:6], uint16(size-ipv6Header))
+		return
+	}
+	binary.BigEndian.PutUint16(o[2:4], uint16(size))
+	if !s.fixedID {
+		binary.BigEndian.PutUint16(o[4:6], id+uint16(i))
+	}
+	o[10], o[11] = 0, 0
+	ihl := int(o[0]&0xf) * 4
+	binary.BigEndian.PutUint16(o[10:12], ^checksum.Checksum(o[:ihl], 0))
+}
+
+// tso emits TCP segments (tcp_gso_segment). base is the pseudo-header sum
+// without the length.
+func (s *split) tso(base uint16, accECN bool) {
+	pkt, hdrLen, l4 := s.pkt, s.hdrLen, s.l4
+	var id uint16
+	if !s.v6 {
+		id = binary.BigEndian.Uint16(pkt[4:6])
+	}
+	seq := binary.BigEndian.Uint32(pkt[l4+4 : l4+8])
+	flags := pkt[l4+13]
+	data := pkt[hdrLen:]
+	for i := 0; i < s.nseg; i++ {
+		chunk := data[:min(s.mss, len(data))]
+		data = data[len(chunk):]
+		size := hdrLen + len(chunk)
+		o := s.out[i][s.offset : s.offset+size]
+		copy(o[:hdrLen], pkt[:hdrLen])
+		copy(o[hdrLen:], chunk)
+		psum := checksum.Checksum(chunk, 0)
+		s.ip(o, i, size, id)
+
+		th := o[l4:hdrLen]
+		binary.BigEndian.PutUint32(th[4:8], seq+uint32(i*s.mss))
+		f := flags
+		if i != s.nseg-1 {
+			f &^= tcpFIN | tcpPSH
+		}
+		if i != 0 && !accECN {
+			f &^= tcpCWR
+		}
+		th[13] = f
+		th[16], th[17] = 0, 0
+		sum := checksum.Checksum(th, checksum.Combine(base, uint16(size-l4)))
+		binary.BigEndian.PutUint16(th[16:18], ^checksum.Combine(sum, psum))
+		s.sizes[i] = size
+	}
+}
+
+// uso emits UDP datagrams (__udp_gso_segment). base is the pseudo-header
+// sum without the length.
+func (s *split) uso(base uint16) {
+	pkt, hdrLen, l4 := s.pkt, s.hdrLen, s.l4
+	var id uint16
+	if !s.v6 {
+		id = binary.BigEndian.Uint16(pkt[4:6])
+	}
+	data := pkt[hdrLen:]
+	for i := 0; i < s.nseg; i++ {
+		chunk := data[:min(s.mss, len(data))]
+		data = data[len(chunk):]
+		size := hdrLen + len(chunk)
+		o := s.out[i][s.offset : s.offset+size]
+		copy(o[:hdrLen], pkt[:hdrLen])
+		copy(o[hdrLen:], chunk)
+		psum := checksum.Checksum(chunk, 0)
+		s.ip(o, i, size, id)
+
+		uh := o[l4:hdrLen]
+		ulen := uint16(size - l4)
+		binary.BigEndian.PutUint16(uh[4:6], ulen)
+		uh[6], uh[7] = 0, 0
+		sum := checksum.Checksum(uh, checksum.Combine(base, ulen))
+		c := ^checksum.Combine(sum, psum)
+		if c == 0 {
+			c = 0xffff // CSUM_MANGLED_0
+		}
+		binary.BigEndian.PutUint16(uh[6:8], c)
+		s.sizes[i] = size
+	}
+}
