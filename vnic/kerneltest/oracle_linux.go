@@ -1,0 +1,391 @@
+package kerneltest
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"vnic/vnic/virtio"
+)
+
+// Frame is one frame read from (or written to) a TUN device with
+// IFF_VNET_HDR: the virtio_net_hdr as the kernel filled it in, and the IP
+// packet after it.
+type Frame struct {
+	Hdr virtio.Hdr
+	Pkt []byte
+}
+
+// Routes the oracles install: everything the tests may address goes out of
+// `out`. Only the benchmark range and the ULA range are used, and both stay
+// inside the namespace (the namespace has no other link).
+var (
+	route4 = &net.IPNet{IP: net.IPv4(198, 18, 0, 0).To4(), Mask: net.CIDRMask(15, 32)}
+	route6 = &net.IPNet{IP: net.ParseIP("fd00::"), Mask: net.CIDRMask(8, 128)}
+)
+
+// MTU of both TUN devices: the largest a TUN takes, so that forwarding
+// never fragments or sends "fragmentation needed" for a test packet (an
+// IPv4 or IPv6 packet cannot be larger anyway).
+const tunMTU = 65535
+
+// pair is the forwarding setup both oracles share: a namespace with
+// forwarding on, TUN `in` where test packets enter, TUN `out` where the
+// kernel sends them (route4 and route6 point at it).
+type pair struct {
+	ns      *Netns
+	in, out *tunDev
+}
+
+func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads int) *pair {
+	t.Helper()
+	ns := NewNetns(t)
+	p := &pair{ns: ns}
+	t.Cleanup(func() {
+		// Closing a non-persistent TUN's only fd deletes the device.
+		for _, d := range []*tunDev{p.in, p.out} {
+			if d != nil {
+				if err := d.close(); err != nil {
+					t.Errorf("kerneltest: close TUN %s: %v", d.name, err)
+				}
+			}
+		}
+	})
+	err := ns.Do(func() error {
+		// Defaults first: devices created afterwards inherit them.
+		for _, kv := range [][2]string{
+			{"net.ipv4.ip_forward", "1"},
+			{"net.ipv4.conf.all.rp_filter", "0"},
+			{"net.ipv4.conf.default.rp_filter", "0"},
+			{"net.ipv6.conf.all.forwarding", "1"},
+			// No link-local address (addr_gen_mode 1 = none), hence no
+			// DAD, router solicitation or solicited-node MLD traffic; the
+			// readers filter by flow anyway.
+			{"net.ipv6.conf.default.addr_gen_mode", "1"},
+			{"net.ipv6.conf.default.accept_ra", "0"},
+			{"net.ipv6.conf.default.accept_dad", "0"},
+			{"net.ipv6.conf.default.dad_transmits", "0"},
+			{"net.ipv6.conf.default.router_solicitations", "0"},
+		} {
+			if err := writeSysctl(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		var err error
+		if p.in, err = openTUN("in", inNAPI, inOffloads); err != nil {
+			return err
+		}
+		if p.out, err = openTUN("out", false, outOffloads); err != nil {
+			return err
+		}
+		for _, dev := range []string{"in", "out"} {
+			if err := writeSysctl("net.ipv4.conf."+dev+".rp_filter", "0"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(ns.h)
+	if err != nil {
+		t.Fatalf("kerneltest: netlink handle in %s: %v", ns.Name, err)
+	}
+	defer h.Close()
+	for _, name := range []string{"in", "out"} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatalf("kerneltest: %s: %v", name, err)
+		}
+		if err := h.LinkSetMTU(l, tunMTU); err != nil {
+			t.Fatalf("kerneltest: ip link set %s mtu %d: %v", name, tunMTU, err)
+		}
+		// Room for the longest burst a test makes (gso_size 1).
+		if err := h.LinkSetTxQLen(l, 8192); err != nil {
+			t.Fatalf("kerneltest: ip link set %s txqueuelen: %v", name, err)
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatalf("kerneltest: ip link set %s up: %v", name, err)
+		}
+		if name == "out" {
+			for _, dst := range []*net.IPNet{route4, route6} {
+				r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}
+				if err := h.RouteAdd(r); err != nil {
+					t.Fatalf("kerneltest: ip route add %v dev out: %v", dst, err)
+				}
+			}
+		}
+	}
+	return p
+}
+
+// flow is the (version, source, destination) of an IP packet; the oracles
+// keep only frames of the flows the test sent, which drops anything the
+// kernel originates itself (MLD, ICMP errors).
+type flow struct {
+	v        byte
+	src, dst [16]byte
+}
+
+func flowOf(pkt []byte) (flow, bool) {
+	var f flow
+	if len(pkt) < 1 {
+		return f, false
+	}
+	f.v = pkt[0] >> 4
+	switch {
+	case f.v == 4 && len(pkt) >= 20:
+		copy(f.src[:], pkt[12:16])
+		copy(f.dst[:], pkt[16:20])
+	case f.v == 6 && len(pkt) >= 40:
+		copy(f.src[:], pkt[8:24])
+		copy(f.dst[:], pkt[24:40])
+	default:
+		return f, false
+	}
+	return f, true
+}
+
+func keepFlows(pkts ...[]byte) func(Frame) bool {
+	flows := map[flow]bool{}
+	for _, p := range pkts {
+		if f, ok := flowOf(p); ok {
+			flows[f] = true
+		}
+	}
+	return func(fr Frame) bool {
+		f, ok := flowOf(fr.Pkt)
+		return ok && flows[f]
+	}
+}
+
+// GSO is the kernel's software segmentation (GSO) as an oracle: TUN `in`
+// takes super-packets with the offloads the daemon's device negotiates
+// (CSUM|TSO4|TSO6|TSO_ECN|USO4|USO6), the namespace forwards them to TUN
+// `out`, which has no offloads, so the kernel segments them and completes
+// their checksums in software (validate_xmit_skb → skb_gso_segment,
+// skb_checksum_help) before `out` reads them. Not safe for concurrent use.
+type GSO struct {
+	p *pair
+}
+
+// NewGSO builds the segmentation recipe in a fresh namespace; everything is
+// removed in t.Cleanup.
+func NewGSO(t testing.TB) *GSO {
+	t.Helper()
+	return &GSO{p: newPair(t, false, offloadsAll, 0)}
+}
+
+// Netns returns the oracle's namespace.
+func (o *GSO) Netns() *Netns { return o.p.ns }
+
+// Timing of the GSO oracle's reads. Segmentation happens synchronously in
+// the write(2) (tun_get_user → netif_receive_skb → ip_forward →
+// dev_queue_xmit), so the segments are queued on `out` before write
+// returns. Reading stops once the segments carry the whole payload (plus
+// gsoGrace for anything unexpected), or after gsoQuiet without a frame.
+const (
+	gsoFirst = 50 * time.Millisecond
+	gsoQuiet = 10 * time.Millisecond
+	gsoGrace = 1 * time.Millisecond
+	gsoLimit = 5 * time.Second
+)
+
+// SegmentFrames writes one frame (h, then pkt) into `in` and returns the
+// frames `out` emits for the same flow, with their virtio headers. An
+// error from write(2) means the kernel refused the frame
+// (virtio_net_hdr_to_skb, e.g. EINVAL).
+func (o *GSO) SegmentFrames(h virtio.Hdr, pkt []byte) ([]Frame, error) {
+	o.p.out.drain()
+	if err := o.p.in.write(h, pkt); err != nil {
+		return nil, err
+	}
+	fr, _, err := o.p.out.collect(gsoFirst, gsoQuiet, gsoGrace, gsoLimit, PayloadLen(pkt), keepFlows(pkt))
+	return fr, err
+}
+
+// Segment is SegmentFrames returning only the IP packets: what crosses
+// the wire.
+func (o *GSO) Segment(h virtio.Hdr, pkt []byte) ([][]byte, error) {
+	fr, err := o.SegmentFrames(h, pkt)
+	pkts := make([][]byte, len(fr))
+	for i := range fr {
+		pkts[i] = fr[i].Pkt
+	}
+	return pkts, err
+}
+
+// GROOptions configures the GRO oracle's receiving device `in`.
+type GROOptions struct {
+	// UDPGROForwarding turns on rx-udp-gro-forwarding, without which the
+	// kernel does not merge forwarded UDP (udp4_gro_receive only merges
+	// for local sockets with UDP_GRO, or with NETIF_F_GRO_UDP_FWD).
+	//
+	// Equivalent to: ethtool -K in rx-udp-gro-forwarding on
+	UDPGROForwarding bool
+	// DisableGRO turns GRO off on `in`: every packet comes out alone.
+	//
+	// Equivalent to: ethtool -K in gro off
+	DisableGRO bool
+}
+
+// GRO is the kernel's GRO as an oracle. TUN `in` (IFF_NAPI, no offloads)
+// receives wire packets through NAPI (tun_napi_poll → napi_gro_receive),
+// the namespace forwards what GRO made of them to TUN `out`, which has
+// CSUM|TSO4|TSO6|TSO_ECN|USO4|USO6, so a merged packet reaches `out`'s
+// reader whole, with its GSO metadata in the virtio header
+// (virtio_net_hdr_from_skb). Not safe for concurrent use.
+//
+// GRO only merges packets that are on its list in the same NAPI cycle, and
+// a TUN write(2) schedules and runs one poll per packet, so the oracle
+// holds the flush across polls: gro_flush_timeout (1 ms) and
+// napi_defer_hard_irqs (10) on `in` make napi_complete_done keep the GRO
+// list and arm a timer instead of flushing, except for packets older than
+// the current jiffy. Coalesce therefore starts each batch right after a
+// jiffy tick.
+type GRO struct {
+	p   *pair
+	opt GROOptions
+
+	splitRetries int
+}
+
+// NewGRO builds the GRO recipe in a fresh namespace; everything is removed
+// in t.Cleanup.
+func NewGRO(t testing.TB, opt GROOptions) *GRO {
+	t.Helper()
+	p := newPair(t, true, 0, offloadsAll)
+	for _, kv := range [][2]string{
+		{"class/net/in/gro_flush_timeout", "1000000"},
+		{"class/net/in/napi_defer_hard_irqs", "10"},
+	} {
+		if err := p.ns.WriteSysfs(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opt.UDPGROForwarding {
+		if err := p.ns.SetFeature("in", "rx-udp-gro-forwarding", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opt.DisableGRO {
+		if err := p.ns.SetFeature("in", "rx-gro", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &GRO{p: p, opt: opt}
+}
+
+// Netns returns the oracle's namespace.
+func (o *GRO) Netns() *Netns { return o.p.ns }
+
+// Retries returns how many batches so far had to be written again because
+// a jiffy tick came in the middle of the writes (see CoalesceFrames).
+func (o *GRO) Retries() int { return o.splitRetries }
+
+// Timing of the GRO oracle's reads. Packets GRO does not hold (flushed
+// ones: CWR, IPv4 options, GRO off) come out during the writes; the held
+// list comes out in one burst on the first timer poll after the batch's
+// jiffy has passed (HZ 250 here: within about 5 ms). Reading stops once
+// the frames carry the whole payload of the batch (plus groGrace), or
+// after groQuiet without a frame, which must exceed the hold.
+const (
+	groFirst = 250 * time.Millisecond
+	groQuiet = 40 * time.Millisecond
+	groGrace = 3 * time.Millisecond
+	groLimit = 5 * time.Second
+)
+
+// Coalesce writes pkts into `in` back to back, each with a zero virtio
+// header (no flags: the kernel verifies the checksums itself, as for a NIC
+// without receive checksum offload), and returns the frames `out` emits
+// for the same flows.
+func (o *GRO) Coalesce(pkts [][]byte) ([]Frame, error) {
+	in := make([]Frame, len(pkts))
+	for i, p := range pkts {
+		in[i] = Frame{Pkt: p}
+	}
+	return o.CoalesceFrames(in)
+}
+
+// CoalesceFrames is Coalesce with a virtio header of the caller's choosing
+// per packet (for example DATA_VALID, as a NIC that verified the checksum
+// would set).
+//
+// The batch is written right after a jiffy tick. If the coarse clock shows
+// that a tick came before the last write anyway (the writer was preempted,
+// the machine is busy), GRO may have flushed part of the batch early, so
+// the batch is drained and written again, up to 10 times; after that the
+// last result comes back with an error.
+func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
+	o.p.out.drain()
+	pkts := make([][]byte, len(in))
+	frames := make([][]byte, len(in))
+	for i, f := range in {
+		pkts[i] = f.Pkt
+		frames[i] = make([]byte, virtio.Size+len(f.Pkt))
+		f.Hdr.Encode(frames[i])
+		copy(frames[i][virtio.Size:], f.Pkt)
+	}
+	want := 0
+	for _, p := range pkts {
+		n := PayloadLen(p)
+		if n < 0 {
+			want = -1
+			break
+		}
+		want += n
+	}
+	keep := keepFlows(pkts...)
+	var out []Frame
+	for attempt := 0; ; attempt++ {
+		start := waitTick()
+		for i, fr := range frames {
+			if err := o.p.in.writeRaw(fr); err != nil {
+				return nil, fmt.Errorf("packet %d: %w", i, err)
+			}
+		}
+		split := coarseNow() != start
+		var err error
+		out, _, err = o.p.out.collect(groFirst, groQuiet, groGrace, groLimit, want, keep)
+		if err != nil || !split {
+			o.splitRetries += attempt
+			return out, err
+		}
+		if attempt == groAttempts-1 {
+			return out, fmt.Errorf("kerneltest: every one of %d attempts to write %d packets within one jiffy was interrupted by a tick (machine too busy?)", groAttempts, len(frames))
+		}
+	}
+}
+
+// groAttempts bounds how often CoalesceFrames repeats a batch whose writes
+// were not all within one jiffy.
+const groAttempts = 10
+
+func coarseNow() unix.Timespec {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts)
+	return ts
+}
+
+// waitTick returns right after the kernel's jiffies counter advances
+// (CLOCK_MONOTONIC_COARSE moves with it, in tick_do_update_jiffies64),
+// giving the batch that follows a whole jiffy before GRO's flush of old
+// packets (napi_complete_done → gro_flush_normal(flush_old)) could split
+// it. It returns the new coarse time; if the clock reads differently after
+// the batch was written, a tick came in between and the batch is redone.
+func waitTick() unix.Timespec {
+	a := coarseNow()
+	end := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(end) {
+		if b := coarseNow(); b != a {
+			return b
+		}
+	}
+	return coarseNow()
+}
