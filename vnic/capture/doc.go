@@ -1,0 +1,71 @@
+// Package capture records what vnic sees at its three capture points into
+// one pcapng file that Wireshark, tshark and tcpdump open:
+//
+//   - <ifname>@host-tx: what the kernel handed the NIC. The same packets
+//     `tcpdump -i <ifname>` shows outbound: GSO super-packets up to 64 KiB
+//     with partial checksums (what dev_queue_xmit passes to a driver with
+//     NETIF_F_TSO, before any skb_gso_segment).
+//   - <ifname>@wire: what a tap on the cable would see, both directions,
+//     wire-size packets after software TSO/USO (segment) and before GRO
+//     (coalesce).
+//   - <ifname>@host-rx: what the NIC handed the kernel after GRO: what
+//     `tcpdump -i <ifname>` shows inbound (napi_gro_receive output).
+//
+// Each point is a pcapng interface of raw IP (the packet starts with the
+// IPv4 or IPv6 header; link type 12, DLT_RAW, by default so that tcpdump
+// reads files with several interfaces: see LinkTypeDLTRaw), so a lab with
+// several NICs gets 3 interfaces per NIC in the same file. Interfaces for the names in
+// Options.Ifnames are written when the file is created; any other ifname
+// gets its three interfaces just before its first packet.
+//
+// Packet comments say what the capture cannot show by itself:
+//
+//	host-tx #17: gso=tcpv4 gso_size=1448 hdr_len=66 csum_start=20 csum_offset=16 needs_csum
+//	out: segment 2/7 of host-tx #17
+//	in: merged into host-rx #9 (3/45)
+//	host-rx #9: merged 45 wire packets; gso=tcpv4 gso_size=1448 ...
+//
+// and the EPB flags carry the direction (outbound for host-tx, inbound for
+// host-rx, as given for wire packets). In tshark the fields are
+// frame.interface_name, frame.comment and frame.packet_flags_direction.
+//
+// # Cost on the data path
+//
+// The data path calls HostTX, Wire and HostRX synchronously. Each call
+// copies the packet (up to Options.Snaplen bytes) into a pooled buffer and
+// hands it over a bounded queue to one writer goroutine, which formats the
+// comments and writes through pcapgo.NgWriter and a 1 MiB bufio.Writer.
+// The writer goroutine polls the queue every millisecond while packets flow
+// and sleeps when they stop, so the data path does not pay a goroutine
+// wake-up per packet; the file is flushed when traffic pauses, every
+// Options.FlushInterval under load, and by Close.
+// When the queue (or its byte budget) is full the packet is counted as
+// dropped instead of waiting: capture never stalls the NIC. Options.Block
+// makes callers wait instead, for tests that need every packet. The caller
+// side does not allocate in steady state.
+//
+// A nil *Writer (and a nil *NIC) is a valid, disabled recorder: every method
+// is a no-op that returns 0, so the daemon holds a nil writer when capture
+// is off and pays one nil check per call.
+//
+// # Numbering
+//
+// host-tx and host-rx packets are numbered per NIC from 1. Wire packets
+// refer to those numbers through an Origin. On transmit the order is
+// natural: HostTX returns the number, then each segment is recorded with
+// Origin{Kind: FromHostTX, Super: n, Index: i, Count: len(segs)}. On
+// receive the wire packets come first, so the daemon reserves the number
+// once GRO has decided what it merges:
+//
+//	n := nic.ReserveHostRX()
+//	for i, p := range merged {
+//		nic.Wire(p.ts, capture.In, p.pkt, capture.Origin{Kind: capture.IntoHostRX, Super: n, Index: i, Count: len(merged)})
+//	}
+//	nic.HostRX(now, hdr, super, n, len(merged))
+//
+// A number is used up even when its packet is dropped, so a gap in the
+// numbers in the file is a capture drop, not a lost packet.
+//
+// ReadFile reads such a file back into Records for tests and for the
+// side-by-side view of `vnic lab` and `vnic up --pcap`.
+package capture

@@ -1,0 +1,75 @@
+package capture
+
+import (
+	"sync"
+	"time"
+
+	"vnic/vnic/virtio"
+)
+
+// rec is one packet on its way to the writer goroutine: the copied bytes
+// and the numbers its comment is made of (formatted by the writer, not the
+// caller).
+type rec struct {
+	nic     *NIC
+	point   Point
+	dir     Dir
+	ts      time.Time
+	hdr     virtio.Hdr
+	super   uint64 // host-tx / host-rx number
+	merged  int    // host-rx: wire packets merged
+	origin  Origin // wire
+	origLen int
+	data    []byte // data = buf[:captured length]
+	buf     []byte
+	class   int8 // pool index, -1 for an unpooled oversize buffer
+}
+
+// Buffer size classes: wire packets (a 1500-byte MTU plus slack), jumbo
+// frames, and super-packets up to the 64 KiB IP limit plus an IPv6 header.
+// Larger packets (BIG TCP) get an unpooled buffer.
+var classSizes = [...]int{2048, 4096, 9216, 16 << 10, 32 << 10, 64<<10 + 512}
+
+var pools [len(classSizes)]sync.Pool
+
+func init() {
+	for i := range pools {
+		size, class := classSizes[i], int8(i)
+		pools[i].New = func() any { return &rec{buf: make([]byte, size), class: class} }
+	}
+}
+
+// bufSizeFor returns the size of the buffer getRec(n) uses: what a queued
+// packet of n bytes costs in memory.
+func bufSizeFor(n int) int {
+	for _, size := range classSizes {
+		if n <= size {
+			return size
+		}
+	}
+	return n
+}
+
+// getRec returns a record whose data is n bytes long.
+func getRec(n int) *rec {
+	for i, size := range classSizes {
+		if n <= size {
+			r := pools[i].Get().(*rec)
+			r.data = r.buf[:n]
+			return r
+		}
+	}
+	r := &rec{buf: make([]byte, n), class: -1}
+	r.data = r.buf
+	return r
+}
+
+// putRec clears r's references and returns it to its pool.
+func putRec(r *rec) {
+	if r.class < 0 {
+		return
+	}
+	buf, class := r.buf, r.class
+	*r = rec{buf: buf, class: class}
+	pools[class].Put(r)
+}
