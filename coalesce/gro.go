@@ -1,0 +1,403 @@
+package coalesce
+
+import (
+	"encoding/binary"
+
+	"vnic/vnic/virtio"
+)
+
+// receive is dev_gro_receive for packet i.
+func (e *Engine) receive(i int) {
+	var p packet
+	if r, ok := e.parse(e.bufs[i][e.offset:], &p); !ok {
+		e.pass(i, r)
+		return
+	}
+	f := e.lookup(&p)
+	if p.udp {
+		e.udpReceive(i, f, &p)
+	} else {
+		e.tcpReceive(i, f, &p)
+	}
+}
+
+// lookup returns the index in e.held of the packet p's flow holds, or -1.
+// At most one held packet matches a flow: a packet that finds its flow
+// either merges or completes the held one.
+func (e *Engine) lookup(p *packet) int {
+	for k, h := range e.hashes {
+		if h == p.hash {
+			if f := &e.held[k]; sameFlow(f, e.bufs[f.idx][e.offset:], p) {
+				return k
+			}
+		}
+	}
+	return -1
+}
+
+// tcpReceive is tcp_gro_receive, with dev_gro_receive's handling of its
+// result: complete the held packet (pp), hold the new one, or hand it on.
+func (e *Engine) tcpReceive(i, k int, p *packet) {
+	b := p.b
+	th := b[p.l4:]
+	flags := th[13]
+	if flags&flagCWR != 0 {
+		// A segment carrying CWR is never merged or held: it completes
+		// its flow's held packet and goes out alone, and what follows
+		// starts a new packet. Probed on the 6.18 kernel oracle ("..C.."
+		// comes out 2+1+2 segments, "CC..." 1+1+3, all-CWR one by one);
+		// trees carrying the AccECN GRO patch (SKB_GSO_TCP_ACCECN on
+		// receive) merge CWR runs instead, mainline 6.18 does not.
+		if k >= 0 {
+			e.complete(k, FlushCWR)
+		}
+		e.pass(i, PassCWR)
+		return
+	}
+	if k < 0 {
+		// No packet to merge with: mss is 1, so only a zero-length or
+		// flagged segment is flushed.
+		switch {
+		case p.flush:
+			e.pass(i, PassIPLength)
+		case p.payload == 0:
+			e.pass(i, PassNoPayload)
+		case flags&(flagURG|flagPSH|flagRST|flagSYN|flagFIN) != 0:
+			e.pass(i, PassTCPFlags)
+		default:
+			e.hold(i, p)
+		}
+		return
+	}
+	f := &e.held[k]
+	h := e.bufs[f.idx][e.offset:]
+	th2 := h[f.l4:]
+
+	why := FlushReason(0)
+	flush := false
+	set := func(r FlushReason) {
+		if !flush {
+			flush, why = true, r
+		}
+	}
+	// Flag word: data offset, flags and window; FIN and PSH may differ.
+	// (Neither packet carries CWR: see above.)
+	if (binary.BigEndian.Uint32(th[12:])^binary.BigEndian.Uint32(th2[12:]))&^finPSHWord != 0 {
+		set(FlushTCPFlags)
+	}
+	if binary.BigEndian.Uint32(th[8:]) != binary.BigEndian.Uint32(th2[8:]) {
+		set(FlushAck)
+	}
+	if !flush && string(th[tcpHeaderLen:p.thlen]) != string(th2[tcpHeaderLen:p.thlen]) {
+		set(FlushTCPOptions)
+	}
+	if r, ok := e.networkFlush(f, h, b); !ok {
+		set(r)
+	}
+	mss := f.gsoSize
+	// "(len - 1) >= mss" in unsigned arithmetic: a bigger segment, or none.
+	if uint(p.payload-1) >= uint(mss) {
+		set(FlushBigger)
+	}
+	if f.seq+uint32(f.payload) != binary.BigEndian.Uint32(th[4:]) {
+		set(FlushSeq)
+	}
+	merged := false
+	if !flush {
+		merged = e.merge(f, i, p, &why)
+	}
+	if !merged {
+		mss = 1
+	}
+	// out_check_final.
+	final := p.payload < mss || flags&(flagURG|flagPSH|flagRST|flagSYN|flagFIN) != 0
+	if merged {
+		if final {
+			e.complete(k, finalReason(flags, p.payload < mss))
+		}
+		return
+	}
+	e.complete(k, why)
+	switch {
+	case p.flush:
+		e.pass(i, PassIPLength)
+	case p.payload == 0:
+		e.pass(i, PassNoPayload)
+	case final:
+		e.pass(i, PassTCPFlags)
+	default:
+		e.hold(i, p)
+	}
+}
+
+// The FIN|PSH bits in tcp_flag_word (bytes 12-15 of the header).
+const finPSHWord = (flagFIN | flagPSH) << 16
+
+// finalReason names what ended a packet after a merge.
+func finalReason(flags uint8, short bool) FlushReason {
+	switch {
+	case flags&flagPSH != 0:
+		return FlushPSH
+	case flags&flagFIN != 0:
+		return FlushFIN
+	case flags&flagURG != 0:
+		return FlushURG
+	case flags&flagRST != 0:
+		return FlushRST
+	case flags&flagSYN != 0:
+		return FlushSYN
+	case short:
+		return FlushShort
+	}
+	return FlushBatchEnd
+}
+
+// udpReceive is udp_gro_receive_segment, with dev_gro_receive's handling
+// of its result.
+func (e *Engine) udpReceive(i, k int, p *packet) {
+	ulen := binary.BigEndian.Uint16(p.b[p.l4+4:])
+	if k < 0 {
+		if p.flush {
+			e.pass(i, PassIPLength)
+		} else {
+			e.hold(i, p)
+		}
+		return
+	}
+	f := &e.held[k]
+	h := e.bufs[f.idx][e.offset:]
+	why, ok := e.networkFlush(f, h, p.b)
+	merged := false
+	switch {
+	case ulen > f.ulen:
+		why = FlushBigger
+	case ok:
+		merged = e.merge(f, i, p, &why)
+	}
+	switch {
+	case !merged:
+		e.complete(k, why)
+		if p.flush {
+			e.pass(i, PassIPLength)
+		} else {
+			e.hold(i, p)
+		}
+	case ulen != f.ulen:
+		// "On len mismatch merge the first packet shorter than gso_size,
+		// otherwise complete the GRO packet."
+		e.complete(k, FlushShort)
+	case f.count >= udpGROCntMax:
+		e.complete(k, FlushUDPCount)
+	}
+}
+
+// networkFlush is gro_receive_network_flush: inet_gro_flush for IPv4
+// (TTL, TOS, DF, then the ID rule) or ipv6_gro_flush (traffic class, hop
+// limit). It returns false with the reason when the packets may not merge.
+func (e *Engine) networkFlush(f *flow, h, b []byte) (FlushReason, bool) {
+	if f.v6 {
+		// <Version:4><Traffic_Class:8><Flow_Label:20>; the flow label
+		// already matched.
+		if (binary.BigEndian.Uint32(h)^binary.BigEndian.Uint32(b))&0x0ff00000 != 0 || h[7] != b[7] {
+			return FlushIPHeader, false
+		}
+		return 0, true
+	}
+	if h[1] != b[1] || h[8] != b[8] || (h[6]^b[6])&0x40 != 0 {
+		return FlushIPHeader, false
+	}
+	// The 6.18 rule (inet_gro_flush): the second segment decides whether
+	// the run is fixed-ID (same ID, DF or not) or incrementing; from then
+	// on every segment must follow: ID = first + count, or ID = first.
+	off := binary.BigEndian.Uint16(b[4:]) - binary.BigEndian.Uint16(h[4:])
+	if f.count == 1 && off == 0 {
+		f.fixedID = true
+	}
+	want := uint16(f.count)
+	if f.fixedID {
+		want = 0
+	}
+	if off != want {
+		return FlushIPID, false
+	}
+	return 0, true
+}
+
+// merge is skb_gro_receive: append p's payload to the held packet f, or
+// refuse with the reason (E2BIG: too big, flagged by the IP layer, no room).
+func (e *Engine) merge(f *flow, i int, p *packet, why *FlushReason) bool {
+	switch {
+	case f.ipLen+p.payload > e.maxSize:
+		*why = FlushMaxSize
+		return false
+	case p.flush:
+		*why = FlushIPLength
+		return false
+	}
+	if f.count == 1 && e.opt.TUNEgress && !f.udp && !f.v6 {
+		// Whether the run is fixed-ID (SKB_GSO_TCP_FIXEDID) is known at
+		// its second segment.
+		f.virtual = f.fixedID
+	}
+	if f.virtual {
+		e.next[f.last] = int32(i)
+		e.next[i] = -1
+		f.last = int32(i)
+	} else {
+		dst := e.bufs[f.idx]
+		start := e.offset + f.ipLen
+		end := start + p.payload
+		if end > cap(dst) {
+			*why = FlushNoRoom
+			return false
+		}
+		dst = dst[:end]
+		copy(dst[start:], p.b[p.l4+p.thlen:])
+		e.bufs[f.idx] = dst
+		if !f.udp {
+			// tcp_flag_word(th2) |= flags & (TCP_FLAG_FIN | TCP_FLAG_PSH)
+			dst[e.offset+f.l4+13] |= p.b[p.l4+13] & (flagFIN | flagPSH)
+		}
+	}
+	f.ipLen += p.payload
+	f.payload += p.payload
+	f.count++
+	return true
+}
+
+// hold adds packet i to the GRO list as the head of a new packet, first
+// completing the oldest held packet if the list is full.
+func (e *Engine) hold(i int, p *packet) {
+	if room := cap(e.bufs[i]) - len(e.bufs[i]); room < p.payload {
+		e.pass(i, PassNoRoom)
+		return
+	}
+	if len(e.held) >= e.maxHeld {
+		e.complete(0, FlushEvicted)
+	}
+	f := flow{
+		hash:    p.hash,
+		idx:     i,
+		v6:      p.v6,
+		udp:     p.udp,
+		l4:      p.l4,
+		thlen:   p.thlen,
+		gsoSize: p.payload,
+		count:   1,
+		ipLen:   len(p.b),
+		payload: p.payload,
+		last:    int32(i),
+	}
+	if p.udp {
+		f.ulen = binary.BigEndian.Uint16(p.b[p.l4+4:])
+	} else {
+		f.seq = binary.BigEndian.Uint32(p.b[p.l4+4:])
+	}
+	e.next[i] = -1
+	e.held = append(e.held, f)
+	e.hashes = append(e.hashes, f.hash)
+}
+
+// pass hands packet i on alone, unchanged, with a zero virtio header.
+func (e *Engine) pass(i int, r PassReason) {
+	e.stats.Passed[r]++
+	e.emitPlain(i)
+}
+
+func (e *Engine) emitPlain(i int) {
+	clear(e.bufs[i][e.offset-virtio.Size : e.offset])
+	e.out = append(e.out, i)
+	e.stats.PacketsOut++
+}
+
+// complete is napi_gro_complete for e.held[k]: a packet of one segment goes
+// out as it came; a merged one gets its headers fixed up
+// (inet_gro_complete/ipv6_gro_complete, tcp4/6_gro_complete or
+// udp4/6_gro_complete) and the virtio header virtio_net_hdr_from_skb would
+// write.
+func (e *Engine) complete(k int, r FlushReason) {
+	f := e.held[k]
+	copy(e.held[k:], e.held[k+1:])
+	e.held = e.held[:len(e.held)-1]
+	copy(e.hashes[k:], e.hashes[k+1:])
+	e.hashes = e.hashes[:len(e.hashes)-1]
+	e.finish(&f, r)
+}
+
+// finish hands on a held packet that has left the GRO list.
+func (e *Engine) finish(f *flow, r FlushReason) {
+	e.stats.Flushed[r]++
+	switch {
+	case f.count == 1:
+		e.emitPlain(f.idx)
+		return
+	case f.virtual:
+		for j := int32(f.idx); j >= 0; j = e.next[j] {
+			e.emitPlain(int(j))
+			e.stats.Unmerged++
+		}
+		return
+	}
+	e.stats.SuperPackets++
+	e.stats.SegmentsMerged += uint64(f.count)
+	e.stats.PacketsOut++
+
+	buf := e.bufs[f.idx]
+	h := buf[e.offset:]
+	var proto uint8 = protoTCP
+	if f.udp {
+		proto = protoUDP
+	}
+	if f.v6 {
+		binary.BigEndian.PutUint16(h[4:], uint16(f.ipLen-ipv6HeaderLen))
+	} else {
+		old := binary.BigEndian.Uint16(h[2:])
+		binary.BigEndian.PutUint16(h[2:], uint16(f.ipLen))
+		// csum_replace2(&iph->check, iph->tot_len, newlen)
+		sum := binary.BigEndian.Uint16(h[10:])
+		binary.BigEndian.PutUint16(h[10:], csumReplace2(sum, old, uint16(f.ipLen)))
+	}
+	l4len := f.ipLen - f.l4
+	hdr := virtio.Hdr{
+		Flags:      virtio.FlagNeedsCsum,
+		HdrLen:     uint16(f.l4 + f.thlen),
+		GSOSize:    uint16(f.gsoSize),
+		CsumStart:  uint16(f.l4),
+		CsumOffset: 16,
+	}
+	// th->check = ~tcp_v4_check(len, saddr, daddr, 0): the pseudo-header
+	// sum, for the NIC (or GSO) to fold the rest in (CHECKSUM_PARTIAL).
+	if f.udp {
+		binary.BigEndian.PutUint16(h[f.l4+4:], uint16(l4len))
+		binary.BigEndian.PutUint16(h[f.l4+6:], pseudoSum(h, f.v6, proto, l4len))
+		hdr.GSOType = virtio.GSOUDPL4
+		hdr.CsumOffset = 6
+	} else {
+		binary.BigEndian.PutUint16(h[f.l4+16:], pseudoSum(h, f.v6, proto, l4len))
+		// A merged packet never carries CWR (it is never merged), so
+		// tcp_gro_complete never sets SKB_GSO_TCP_ECN and
+		// VIRTIO_NET_HDR_GSO_ECN is never set here.
+		hdr.GSOType = virtio.GSOTCPv4
+		if f.v6 {
+			hdr.GSOType = virtio.GSOTCPv6
+		}
+	}
+	_ = hdr.Encode(buf[e.offset-virtio.Size : e.offset])
+	e.out = append(e.out, f.idx)
+}
+
+// csumReplace2 is the kernel's csum_replace2: an incremental update of a
+// 16-bit one's complement checksum (RFC 1624) for one changed word. Using
+// it rather than recomputing keeps the result bit-identical to the kernel
+// in the corner where both 0x0000 and 0xffff would verify.
+func csumReplace2(sum, old, new uint16) uint16 {
+	return ^csum16Add(csum16Add(^sum, ^old), new)
+}
+
+func csum16Add(c, a uint16) uint16 {
+	r := c + a
+	if r < a {
+		r++
+	}
+	return r
+}
