@@ -3,16 +3,12 @@ package kerneltest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+	"vnic/vnic/ethtool"
+	"vnic/vnic/nsutil"
 )
 
 // RequireRoot skips the test unless it runs as root with /dev/net/tun
@@ -37,13 +33,12 @@ func RequireRoot(t testing.TB) {
 
 // Netns is a fresh named network namespace created for one test. Its name
 // is "vnic-t-<random>"; it is bind-mounted under /run/netns like
-// `ip netns add`, so `ip netns exec` and `ip -n` reach it while the test
-// runs. It holds only lo (down) and whatever the test creates in it.
+// `ip netns add` (nsutil.Create), so `ip netns exec` and `ip -n` reach it
+// while the test runs. It holds only lo (down) and whatever the test
+// creates in it.
 type Netns struct {
 	// Name is the namespace's name under /run/netns.
 	Name string
-
-	h netns.NsHandle
 }
 
 // NewNetns creates a fresh named network namespace and registers its
@@ -60,123 +55,50 @@ func NewNetns(t testing.TB) *Netns {
 		t.Fatalf("kerneltest: random name: %v", err)
 	}
 	name := "vnic-t-" + hex.EncodeToString(rnd[:])
-	var h netns.NsHandle
-	err := onFreshThread(func() (bool, error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, fmt.Errorf("get current netns: %w", err)
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name) // unshares this thread into the new namespace
-		restoreErr := netns.Set(orig)
-		if err != nil {
-			return restoreErr == nil, fmt.Errorf("create netns %s: %w", name, err)
-		}
-		if restoreErr != nil {
-			return false, fmt.Errorf("return from netns %s: %w", name, restoreErr)
-		}
-		return true, nil
-	})
+	created, err := nsutil.Create(name)
 	if err != nil {
-		// NewNamed may have left the mount point behind.
-		_ = netns.DeleteNamed(name)
 		t.Fatalf("kerneltest: %v", err)
 	}
-	n := &Netns{Name: name, h: h}
+	if !created {
+		t.Fatalf("kerneltest: netns %s already exists", name)
+	}
 	t.Cleanup(func() {
-		if err := n.h.Close(); err != nil {
-			t.Errorf("kerneltest: close netns %s: %v", name, err)
-		}
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("kerneltest: delete netns %s: %v", name, err)
+		if err := nsutil.Delete(name); err != nil {
+			t.Errorf("kerneltest: %v", err)
 		}
 	})
-	return n
-}
-
-// onFreshThread runs f in a new goroutine locked to its OS thread and waits
-// for it. f reports whether the thread is still clean (in the namespaces
-// it started in); when it is not, the goroutine exits still locked, and
-// the Go runtime terminates the thread instead of reusing it.
-func onFreshThread(f func() (clean bool, err error)) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		clean, err := f()
-		if clean {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
+	return &Netns{Name: name}
 }
 
 // Do runs f on a locked OS thread inside the namespace and returns its
 // error. Everything f opens there (sockets, TUN devices, /proc/sys/net
 // files) belongs to the namespace; file descriptors stay valid after Do
 // returns. The thread is moved back to its own namespace afterwards; if
-// that fails it is never returned to the scheduler (it dies).
-func (n *Netns) Do(f func() error) error {
-	return onFreshThread(func() (bool, error) {
-		orig, err := netns.Get()
-		if err != nil {
-			return true, fmt.Errorf("kerneltest: get current netns: %w", err)
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			return true, fmt.Errorf("kerneltest: enter netns %s: %w", n.Name, err)
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			return false, errors.Join(ferr, fmt.Errorf("kerneltest: leave netns %s: %w", n.Name, err))
-		}
-		return true, ferr
-	})
-}
+// that fails it is never returned to the scheduler (it dies). See
+// nsutil.Do.
+func (n *Netns) Do(f func() error) error { return nsutil.Do(n.Name, f) }
 
 // Sysctl writes value to the sysctl key (dotted, "net.ipv4.ip_forward")
 // inside the namespace.
 //
 // Equivalent to: ip netns exec NS sysctl -w key=value
-func (n *Netns) Sysctl(key, value string) error {
-	return n.Do(func() error { return writeSysctl(key, value) })
-}
-
-func writeSysctl(key, value string) error {
-	p := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
-	if err := os.WriteFile(p, []byte(value), 0); err != nil {
-		return fmt.Errorf("kerneltest: sysctl %s=%s: %w", key, value, err)
-	}
-	return nil
-}
+func (n *Netns) Sysctl(key, value string) error { return nsutil.Sysctl(n.Name, key, value) }
 
 // WriteSysfs writes value to the sysfs file rel (relative to /sys, e.g.
-// "class/net/in/gro_flush_timeout") as the namespace sees it. The host's
-// /sys shows the host's devices, so this mounts a fresh sysfs inside the
-// namespace on a thread with a private mount namespace; that thread is
-// never reused (it dies when the write is done).
+// "class/net/in/gro_flush_timeout") as the namespace sees it (see
+// nsutil.WriteSysfs).
 //
 // Equivalent to: ip netns exec NS sh -c 'echo value > /sys/rel'
-func (n *Netns) WriteSysfs(rel, value string) error {
-	return onFreshThread(func() (bool, error) {
-		// From here on the thread is not clean: a new mount namespace.
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			return false, fmt.Errorf("kerneltest: unshare mount namespace: %w", err)
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			return false, fmt.Errorf("kerneltest: make mounts private: %w", err)
-		}
-		if err := netns.Set(n.h); err != nil {
-			return false, fmt.Errorf("kerneltest: enter netns %s: %w", n.Name, err)
-		}
-		// sysfs binds to the network namespace of the task that mounts it.
-		if err := unix.Mount("sysfs", "/sys", "sysfs", 0, ""); err != nil {
-			return false, fmt.Errorf("kerneltest: mount sysfs: %w", err)
-		}
-		p := filepath.Join("/sys", rel)
-		if err := os.WriteFile(p, []byte(value), 0); err != nil {
-			return false, fmt.Errorf("kerneltest: write %s=%s in netns %s: %w", p, value, n.Name, err)
-		}
-		return false, nil
-	})
+func (n *Netns) WriteSysfs(rel, value string) error { return nsutil.WriteSysfs(n.Name, rel, value) }
+
+// SetFeature turns the ethtool feature name (as `ethtool -k` lists it:
+// "rx-udp-gro-forwarding", "rx-gro", or a short name such as "gro") on or
+// off for device dev in the namespace, and checks that it took effect.
+//
+// Equivalent to: ip netns exec NS ethtool -K dev name on|off
+func (n *Netns) SetFeature(dev, name string, on bool) error {
+	if err := ethtool.SetFeatures(n.Name, dev, map[string]bool{name: on}); err != nil {
+		return fmt.Errorf("kerneltest: %w", err)
+	}
+	return nil
 }

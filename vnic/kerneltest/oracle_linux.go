@@ -2,13 +2,14 @@ package kerneltest
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"vnic/vnic/nsutil"
+	"vnic/vnic/tundev"
 	"vnic/vnic/virtio"
 )
 
@@ -24,8 +25,8 @@ type Frame struct {
 // `out`. Only the benchmark range and the ULA range are used, and both stay
 // inside the namespace (the namespace has no other link).
 var (
-	route4 = &net.IPNet{IP: net.IPv4(198, 18, 0, 0).To4(), Mask: net.CIDRMask(15, 32)}
-	route6 = &net.IPNet{IP: net.ParseIP("fd00::"), Mask: net.CIDRMask(8, 128)}
+	route4 = netip.MustParsePrefix("198.18.0.0/15")
+	route6 = netip.MustParsePrefix("fd00::/8")
 )
 
 // MTU of both TUN devices: the largest a TUN takes, so that forwarding
@@ -41,7 +42,7 @@ type pair struct {
 	in, out *tunDev
 }
 
-func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads int) *pair {
+func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads) *pair {
 	t.Helper()
 	ns := NewNetns(t)
 	p := &pair{ns: ns}
@@ -71,7 +72,7 @@ func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads int) *pair {
 			{"net.ipv6.conf.default.dad_transmits", "0"},
 			{"net.ipv6.conf.default.router_solicitations", "0"},
 		} {
-			if err := writeSysctl(kv[0], kv[1]); err != nil {
+			if err := nsutil.Sysctl("", kv[0], kv[1]); err != nil {
 				return err
 			}
 		}
@@ -83,7 +84,7 @@ func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads int) *pair {
 			return err
 		}
 		for _, dev := range []string{"in", "out"} {
-			if err := writeSysctl("net.ipv4.conf."+dev+".rp_filter", "0"); err != nil {
+			if err := nsutil.Sysctl("", "net.ipv4.conf."+dev+".rp_filter", "0"); err != nil {
 				return err
 			}
 		}
@@ -92,33 +93,23 @@ func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads int) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := netlink.NewHandleAt(ns.h)
+	h, err := nsutil.Handle(ns.Name)
 	if err != nil {
-		t.Fatalf("kerneltest: netlink handle in %s: %v", ns.Name, err)
+		t.Fatalf("kerneltest: %v", err)
 	}
 	defer h.Close()
 	for _, name := range []string{"in", "out"} {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatalf("kerneltest: %s: %v", name, err)
-		}
-		if err := h.LinkSetMTU(l, tunMTU); err != nil {
-			t.Fatalf("kerneltest: ip link set %s mtu %d: %v", name, tunMTU, err)
-		}
-		// Room for the longest burst a test makes (gso_size 1).
-		if err := h.LinkSetTxQLen(l, 8192); err != nil {
-			t.Fatalf("kerneltest: ip link set %s txqueuelen: %v", name, err)
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatalf("kerneltest: ip link set %s up: %v", name, err)
+		c := nsutil.LinkConfig{
+			MTU: tunMTU,
+			// Room for the longest burst a test makes (gso_size 1).
+			TxQueueLen: 8192,
+			Up:         true,
 		}
 		if name == "out" {
-			for _, dst := range []*net.IPNet{route4, route6} {
-				r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}
-				if err := h.RouteAdd(r); err != nil {
-					t.Fatalf("kerneltest: ip route add %v dev out: %v", dst, err)
-				}
-			}
+			c.Routes = []nsutil.Route{{Dst: route4}, {Dst: route6}}
+		}
+		if err := nsutil.ConfigureLink(h, name, c); err != nil {
+			t.Fatalf("kerneltest: %v", err)
 		}
 	}
 	return p

@@ -1,0 +1,4 @@
+package ethtool
+
+// SetForcePoll makes Watch poll instead of listening for notifications.
+func SetForcePoll(b bool) { forcePoll = b }
