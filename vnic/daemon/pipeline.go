@@ -1,0 +1,249 @@
+package daemon
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"vnic/coalesce"
+	"vnic/segment"
+	"vnic/vnic/capture"
+	"vnic/vnic/peer"
+	"vnic/vnic/virtio"
+)
+
+// frameDev is the host side of the NIC: a TUN device with IFF_VNET_HDR.
+// Every frame is a virtio_net_hdr followed by an IP packet.
+type frameDev interface {
+	// Read blocks until at least one frame is there, then reads up to
+	// len(bufs) frames into bufs[i][offset:], lengths into sizes.
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	// Write writes each bufs[i][offset:] as one frame.
+	Write(bufs [][]byte, offset int) (int, error)
+}
+
+// maxFrame is the largest frame a TUN with IFF_VNET_HDR hands over: the
+// header and a 64 KiB IP packet.
+const maxFrame = virtio.Size + 65535
+
+// engine is vnic's NIC: TSO/USO with segment on the way out, GRO with
+// coalesce on the way in, a capture at each point.
+type engine struct {
+	dev   frameDev
+	peer  *peer.Peer
+	cap   *capture.NIC
+	st    *stats
+	hwMTU int
+
+	// transmit (host → wire), owned by the tx goroutine
+	txFrames [][]byte
+	txSizes  []int
+	txWire   [][]byte
+	txWSizes []int
+	txInject [][]byte
+	txOpt    segment.Options
+
+	// receive (wire → host), owned by the peer's output goroutine
+	rxMu      sync.Mutex // guards gro against Stats() from the control socket
+	gro       *coalesce.Engine
+	groOn     atomic.Bool // the kernel's view: ethtool -k generic-receive-offload
+	groWasOn  bool
+	rxBufs    [][]byte // wire packets at rxBufs[i][virtio.Size:], room for a 64 KiB merge
+	rxN       int
+	rxOut     [][]byte // frames handed to dev.Write
+	rxToWrite []int
+	rxSeg     [][]byte
+	rxSegSz   []int
+}
+
+func newEngine(dev frameDev, p *peer.Peer, c *capture.NIC, st *stats, batch, mtu, hwMTU int) *engine {
+	e := &engine{dev: dev, peer: p, cap: c, st: st, hwMTU: hwMTU}
+	e.txOpt = segment.Options{MaxPacket: hwMTU}
+	e.txFrames = make([][]byte, batch)
+	for i := range e.txFrames {
+		e.txFrames[i] = make([]byte, maxFrame)
+	}
+	e.txSizes = make([]int, batch)
+	// Enough wire buffers for one 64 KiB super-packet at the smallest
+	// sensible MSS, and then some: a bigger fan-out is sent in parts.
+	const wireBufs = 512
+	e.txWire = make([][]byte, wireBufs)
+	for i := range e.txWire {
+		e.txWire[i] = make([]byte, mtu)
+	}
+	e.txWSizes = make([]int, wireBufs)
+	e.txInject = make([][]byte, wireBufs)
+
+	e.gro = coalesce.New(coalesce.Options{UDP: true})
+	e.groOn.Store(true)
+	e.groWasOn = true
+	const rxBufs = 128
+	e.rxBufs = make([][]byte, rxBufs)
+	for i := range e.rxBufs {
+		e.rxBufs[i] = make([]byte, maxFrame)
+	}
+	e.rxOut = make([][]byte, rxBufs)
+	e.rxToWrite = make([]int, 0, rxBufs)
+	e.rxSeg = make([][]byte, rxBufs)
+	e.rxSegSz = make([]int, rxBufs)
+	return e
+}
+
+// setGRO follows the kernel's feature flag (ethtool -K dev gro on|off).
+func (e *engine) setGRO(on bool) { e.groOn.Store(on) }
+
+// txLoop moves frames from the host to the wire until the device fails
+// (closed on shutdown).
+func (e *engine) txLoop() error {
+	for {
+		n, err := e.dev.Read(e.txFrames, e.txSizes, 0)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		w := 0
+		for i := 0; i < n; i++ {
+			w = e.transmit(e.txFrames[i][:e.txSizes[i]], now, w)
+		}
+		e.inject(w)
+	}
+}
+
+// transmit segments one frame into txWire[w:], sending what is queued
+// first when it does not fit, and returns the new fill level.
+func (e *engine) transmit(frame []byte, now time.Time, w int) int {
+	var h virtio.Hdr
+	if err := h.Decode(frame); err != nil {
+		e.st.drop(DropShortFrame)
+		return w
+	}
+	pkt := frame[virtio.Size:]
+	e.st.hostTX.add(len(pkt))
+	if h.GSOType != virtio.GSONone {
+		e.st.hostTXSuper.Add(1)
+	}
+	id := e.cap.HostTX(now, h, pkt)
+	n, err := segment.Segment(h, pkt, e.txWire[w:], e.txWSizes[w:], 0, e.txOpt)
+	if errors.Is(err, segment.ErrTooManySegments) && w > 0 {
+		e.inject(w)
+		w = 0
+		n, err = segment.Segment(h, pkt, e.txWire, e.txWSizes, 0, e.txOpt)
+	}
+	if err != nil {
+		e.st.drop(segment.Reason(err))
+		return w
+	}
+	for i := 0; i < n; i++ {
+		wp := e.txWire[w+i][:e.txWSizes[w+i]]
+		e.st.wireOut.add(len(wp))
+		e.cap.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
+		e.txInject[w+i] = wp
+	}
+	return w + n
+}
+
+func (e *engine) inject(w int) {
+	if w > 0 {
+		e.peer.Inject(e.txInject[:w])
+	}
+}
+
+// output is the peer's Output: its NIC segments what the peer's stack
+// sends (the peer's TSO), the wire carries it, and our NIC coalesces it
+// (GRO) into frames for the host. It runs on the peer's single output
+// goroutine.
+func (e *engine) output(pkts []peer.Packet) {
+	now := time.Now()
+	for i := range pkts {
+		p := &pkts[i]
+		free := len(e.rxBufs) - e.rxN
+		n, err := segment.Segment(p.Hdr, p.Data, e.rxBufs[e.rxN:], e.rxSegSz[:free], virtio.Size, segment.Options{})
+		if errors.Is(err, segment.ErrTooManySegments) && e.rxN > 0 {
+			e.flushRX(now)
+			n, err = segment.Segment(p.Hdr, p.Data, e.rxBufs, e.rxSegSz, virtio.Size, segment.Options{})
+		}
+		if err != nil {
+			e.st.dropPeer(segment.Reason(err))
+			continue
+		}
+		k := e.rxN
+		for j := 0; j < n; j++ {
+			b := e.rxBufs[e.rxN+j][:virtio.Size+e.rxSegSz[j]]
+			wp := b[virtio.Size:]
+			e.st.wireIn.add(len(wp))
+			e.cap.Wire(now, capture.In, wp, capture.Origin{})
+			if len(wp) > e.hwMTU {
+				e.st.drop(DropRXOverHWMTU)
+				continue
+			}
+			// Swap, not copy: every slot must keep its own buffer.
+			if idx := e.rxN + j; idx != k {
+				e.rxBufs[idx] = e.rxBufs[k]
+			}
+			e.rxBufs[k] = b
+			k++
+		}
+		e.rxN = k
+	}
+	e.flushRX(now)
+}
+
+// flushRX runs GRO over the queued wire packets (one NAPI poll) and
+// writes the result into the host.
+func (e *engine) flushRX(now time.Time) {
+	if e.rxN == 0 {
+		return
+	}
+	e.rxMu.Lock()
+	if on := e.groOn.Load(); on != e.groWasOn {
+		e.gro.SetDisabled(!on)
+		e.groWasOn = on
+	}
+	toWrite, err := e.gro.Coalesce(e.rxBufs[:e.rxN], virtio.Size, e.rxToWrite[:0])
+	e.rxMu.Unlock()
+	if err != nil {
+		// Only a layout mistake of ours; count, never crash.
+		e.st.drop("other")
+		e.resetRX()
+		return
+	}
+	e.rxToWrite = toWrite
+	for k, i := range toWrite {
+		f := e.rxBufs[i]
+		var h virtio.Hdr
+		_ = h.Decode(f)
+		pkt := f[virtio.Size:]
+		e.st.hostRX.add(len(pkt))
+		merged := 1
+		if h.GSOType != virtio.GSONone {
+			e.st.hostRXMerged.Add(1)
+			if h.GSOSize > 0 {
+				merged = (len(pkt) - int(h.HdrLen) + int(h.GSOSize) - 1) / int(h.GSOSize)
+			}
+		}
+		e.cap.HostRX(now, h, pkt, 0, merged)
+		e.rxOut[k] = f
+	}
+	written, err := e.dev.Write(e.rxOut[:len(toWrite)], 0)
+	if err != nil || written < len(toWrite) {
+		for range len(toWrite) - written {
+			e.st.drop(DropTUNWrite)
+		}
+	}
+	e.resetRX()
+}
+
+func (e *engine) resetRX() {
+	for i := range e.rxN {
+		e.rxBufs[i] = e.rxBufs[i][:cap(e.rxBufs[i])]
+	}
+	e.rxN = 0
+}
+
+func (e *engine) coalesceStats() *coalesce.Stats {
+	e.rxMu.Lock()
+	defer e.rxMu.Unlock()
+	s := e.gro.Stats()
+	return &s
+}

@@ -1,0 +1,427 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"vnic/vnic/virtio"
+)
+
+// Defaults and limits.
+const (
+	// DefaultMTU is the wire MTU when Options.MTU is 0.
+	DefaultMTU = 1500
+	// MaxGSOSize is the largest Options.GSOMaxSize: gVisor's TCP fills a
+	// super-packet up to GSOMaxSize-61 payload bytes, and with 20 bytes of
+	// IPv4 header and up to 40 of TCP options the IPv4 total length (16
+	// bits) must still fit.
+	MaxGSOSize = 1 << 16
+	// DefaultTxQueueBytes is the Output queue limit when
+	// Options.TxQueueBytes is 0: twice the default TCP window.
+	DefaultTxQueueBytes = 16 << 20
+	// DefaultTCPBufferMax is the largest TCP send and receive buffer when
+	// Options.TCPBufferMax is 0.
+	DefaultTCPBufferMax = 8 << 20
+
+	// nicID is the peer's only NIC, the wire.
+	nicID tcpip.NICID = 1
+)
+
+// Options configures a Peer. The zero value of every field but Addrs and
+// Output is a sensible default.
+type Options struct {
+	// Addrs are the peer's addresses, each with its on-link prefix, e.g.
+	// 198.18.0.2/15 and fd00::2/64. At least one. The peer routes each
+	// prefix to the wire.
+	Addrs []netip.Prefix
+
+	// MTU is the wire MTU: the largest IP packet Inject accepts and the
+	// largest non-GSO packet Output hands out. 0 means DefaultMTU. At least
+	// 1280 when an IPv6 address is configured.
+	MTU uint32
+
+	// GSOMaxSize turns GSO on when non-zero: the link advertises host GSO
+	// to gVisor and Output may carry TCP super-packets up to this many
+	// bytes with a virtio_net_hdr (see the package doc). 0 means GSO off:
+	// every Output packet fits the MTU and has complete checksums. Between
+	// MTU and MaxGSOSize.
+	GSOMaxSize uint32
+
+	// Output receives the packets the peer sends, in the order the stack
+	// sent them, in batches, from a single goroutine owned by the Peer
+	// (never concurrently). The slice and the packets' Data are only valid
+	// during the call. Output should not block for long: while it runs the
+	// queue fills, and beyond TxQueueBytes the peer drops (like a full NIC
+	// ring). Output may call Inject, on this peer or another.
+	// Required.
+	Output func(pkts []Packet)
+
+	// Logger receives the peer's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Disable lists the services to leave off; ServiceAll leaves a bare
+	// host that only answers ping (and RSTs/ICMP unreachables). The zero
+	// value runs every service.
+	Disable Service
+
+	// OnLinkOnly leaves out the default routes (0.0.0.0/0 and ::/0 to the
+	// wire), so the peer only answers sources inside its on-link prefixes.
+	OnLinkOnly bool
+
+	// GRO turns on gVisor's own receive coalescing (stack/gro) for each
+	// Inject batch. gVisor's GRO requires the link to claim receive
+	// checksum offload, so with GRO on the link verifies the IPv4 header
+	// and TCP/UDP/ICMP checksums itself, as a NIC with rx-checksumming
+	// would, and drops what fails (Drops.BadChecksum). Off by default.
+	GRO bool
+
+	// TxQueueBytes is the most bytes of packets waiting for Output;
+	// beyond it the peer drops what the stack sends (Drops.TxQueueFull),
+	// and the stack sees a loss on the wire. 0 means DefaultTxQueueBytes.
+	TxQueueBytes int
+
+	// TCPBufferMax is the largest TCP send and receive buffer (the stack's
+	// TCPSendBufferSizeRangeOption/TCPReceiveBufferSizeRangeOption Max;
+	// receive buffer auto-tuning is on). 0 means DefaultTCPBufferMax.
+	TCPBufferMax int
+}
+
+// Packet is one IP packet the peer sends.
+type Packet struct {
+	// Hdr is the virtio_net_hdr Linux would carry with this packet on a
+	// TUN device. The zero Hdr means a complete packet. With GSO on, TCP
+	// packets carry NEEDS_CSUM (partial checksum: the TCP checksum field
+	// holds the pseudo-header sum, csum_start is the IP header length,
+	// csum_offset 16), and a super-packet also carries GSOType
+	// (GSOTCPv4/GSOTCPv6, with GSOECN when it carries CWR), GSOSize (the
+	// MSS) and HdrLen (IP plus TCP header length).
+	Hdr virtio.Hdr
+	// Data is the IP packet, starting at the IP header.
+	Data []byte
+}
+
+// Peer is a gVisor netstack host at the far end of a point-to-point wire.
+type Peer struct {
+	opt  Options
+	log  *slog.Logger
+	s    *stack.Stack
+	link *link
+	cnt  counters
+	svc  *services
+
+	// injMu guards closed against Close; Inject holds it shared while it
+	// delivers, so after Close has flipped closed no Inject is in the
+	// stack.
+	injMu  sync.RWMutex
+	closed bool
+
+	// groMu serialises Inject batches through gro (not safe for
+	// concurrent use).
+	groMu sync.Mutex
+	gro   gro.GRO
+
+	outWG     sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var _ io.Closer = (*Peer)(nil)
+
+// New builds the peer's stack, its wire link, its addresses and routes, and
+// starts its services. Close releases everything.
+func New(opt Options) (*Peer, error) {
+	if err := opt.validate(); err != nil {
+		return nil, err
+	}
+	p := &Peer{opt: opt, log: opt.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+
+	p.s = stack.New(stack.Options{
+		NetworkProtocols: []stack.NetworkProtocolFactory{
+			// IGMP off: nothing is sent unprompted.
+			ipv4.NewProtocolWithOptions(ipv4.Options{}),
+			// A point-to-point link: no DAD, no router solicitations, no
+			// SLAAC, no MLD, no link-local address.
+			ipv6.NewProtocolWithOptions(ipv6.Options{
+				NDPConfigs: ipv6.NDPConfigurations{HandleRAs: ipv6.HandlingRAsDisabled},
+				DADConfigs: stack.DADConfigurations{DupAddrDetectTransmits: 0},
+			}),
+		},
+		TransportProtocols: []stack.TransportProtocolFactory{
+			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
+		},
+	})
+	if err := p.tuneTCP(); err != nil {
+		p.s.Close()
+		p.s.Wait()
+		return nil, err
+	}
+
+	p.link = &link{mtu: opt.MTU, gsoMax: opt.GSOMaxSize}
+	if opt.GRO {
+		p.link.caps |= stack.CapabilityRXChecksumOffload
+	}
+	p.link.q = newTxQueue(opt.TxQueueBytes, &p.cnt)
+	p.outWG.Add(1)
+	go func() {
+		defer p.outWG.Done()
+		p.link.q.run(opt.Output)
+	}()
+	p.gro.Init(opt.GRO)
+
+	if err := p.configure(); err != nil {
+		p.teardown()
+		return nil, err
+	}
+	svc, err := startServices(p.s, opt.Addrs, opt.Disable, p.log, &p.cnt)
+	if err != nil {
+		p.teardown()
+		return nil, err
+	}
+	p.svc = svc
+	p.log.Info("peer up", "addrs", opt.Addrs, "mtu", opt.MTU, "gso_max_size", opt.GSOMaxSize, "gro", opt.GRO)
+	return p, nil
+}
+
+func (o *Options) validate() error {
+	if o.Output == nil {
+		return errors.New("peer: Options.Output is nil: the peer needs somewhere to send its packets")
+	}
+	if len(o.Addrs) == 0 {
+		return errors.New("peer: no addresses: set Options.Addrs, e.g. 198.18.0.2/15 and fd00::2/64")
+	}
+	if o.MTU == 0 {
+		o.MTU = DefaultMTU
+	}
+	if o.MTU < header.IPv4MinimumProcessableDatagramSize || o.MTU > 65535 {
+		return fmt.Errorf("peer: MTU %d out of range %d..65535", o.MTU, header.IPv4MinimumProcessableDatagramSize)
+	}
+	addrs := make([]netip.Prefix, len(o.Addrs))
+	for i, a := range o.Addrs {
+		a = netip.PrefixFrom(a.Addr().Unmap(), a.Bits())
+		if !a.IsValid() || a.Addr().IsUnspecified() || a.Addr().IsMulticast() {
+			return fmt.Errorf("peer: address %v is not a unicast address with a prefix length", o.Addrs[i])
+		}
+		if a.Addr().Is6() && o.MTU < header.IPv6MinimumMTU {
+			return fmt.Errorf("peer: MTU %d below IPv6's minimum %d with address %v", o.MTU, header.IPv6MinimumMTU, a)
+		}
+		addrs[i] = a
+	}
+	o.Addrs = addrs
+	if o.GSOMaxSize != 0 && (o.GSOMaxSize < o.MTU || o.GSOMaxSize > MaxGSOSize) {
+		return fmt.Errorf("peer: GSOMaxSize %d out of range MTU (%d)..%d; 0 turns GSO off", o.GSOMaxSize, o.MTU, MaxGSOSize)
+	}
+	if o.TxQueueBytes < 0 {
+		return fmt.Errorf("peer: TxQueueBytes %d is negative", o.TxQueueBytes)
+	}
+	if o.TxQueueBytes == 0 {
+		o.TxQueueBytes = DefaultTxQueueBytes
+	}
+	if o.TCPBufferMax < 0 {
+		return fmt.Errorf("peer: TCPBufferMax %d is negative", o.TCPBufferMax)
+	}
+	if o.TCPBufferMax == 0 {
+		o.TCPBufferMax = DefaultTCPBufferMax
+	}
+	if o.TCPBufferMax < 64<<10 {
+		o.TCPBufferMax = 64 << 10
+	}
+	return nil
+}
+
+// tuneTCP sets large windows: buffers up to TCPBufferMax with receive
+// buffer auto-tuning (what net.ipv4.tcp_rmem/tcp_wmem and
+// tcp_moderate_rcvbuf do on Linux), and SACK.
+func (p *Peer) tuneTCP() error {
+	max := p.opt.TCPBufferMax
+	def := min(1<<20, max)
+	sack := tcpip.TCPSACKEnabled(true)
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	for _, o := range []tcpip.SettableTransportProtocolOption{
+		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: def, Max: max},
+		&tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: def, Max: max},
+		&moderate,
+		&sack,
+	} {
+		if err := p.s.SetTransportProtocolOption(tcp.ProtocolNumber, o); err != nil {
+			return fmt.Errorf("peer: setting TCP option %T: %s", o, err)
+		}
+	}
+	return nil
+}
+
+// configure creates the wire NIC, adds the addresses and the routes.
+func (p *Peer) configure() error {
+	if err := p.s.CreateNICWithOptions(nicID, p.link, stack.NICOptions{Name: "wire0"}); err != nil {
+		return fmt.Errorf("peer: creating the wire NIC: %s", err)
+	}
+	var routes []tcpip.Route
+	var v4, v6 bool
+	for _, a := range p.opt.Addrs {
+		proto := ipv4.ProtocolNumber
+		if a.Addr().Is6() {
+			proto, v6 = ipv6.ProtocolNumber, true
+		} else {
+			v4 = true
+		}
+		awp := tcpip.AddressWithPrefix{Address: tcpip.AddrFromSlice(a.Addr().AsSlice()), PrefixLen: a.Bits()}
+		if err := p.s.AddProtocolAddress(nicID, tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: awp}, stack.AddressProperties{}); err != nil {
+			return fmt.Errorf("peer: adding address %v: %s", a, err)
+		}
+		routes = append(routes, tcpip.Route{Destination: awp.Subnet(), NIC: nicID})
+	}
+	if !p.opt.OnLinkOnly {
+		if v4 {
+			routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, NIC: nicID})
+		}
+		if v6 {
+			routes = append(routes, tcpip.Route{Destination: header.IPv6EmptySubnet, NIC: nicID})
+		}
+	}
+	p.s.SetRouteTable(routes)
+	return nil
+}
+
+// Stack returns the peer's gVisor stack, for callers that add their own
+// endpoints (gonet.DialTCP, gonet.ListenTCP, ...). Its NIC is 1. The Peer
+// owns it: do not Close it.
+func (p *Peer) Stack() *stack.Stack { return p.s }
+
+// Inject delivers wire packets (IP packets, no virtio header: on the wire
+// every checksum is complete) from the NIC to the peer. Each packet is
+// copied; pkts may be reused when Inject returns. Packets that are empty,
+// not IPv4/IPv6, shorter than their IP header says or longer than the MTU
+// are counted in Stats().Drops and dropped; everything else goes to
+// gVisor, which counts what it refuses in Stats().Stack. Inject delivers
+// synchronously on the calling goroutine and may be called concurrently.
+func (p *Peer) Inject(pkts [][]byte) {
+	p.injMu.RLock()
+	defer p.injMu.RUnlock()
+	if p.closed {
+		p.cnt.dropClosed.Add(uint64(len(pkts)))
+		return
+	}
+	d := p.link.getDispatcher()
+	if d == nil {
+		p.cnt.dropClosed.Add(uint64(len(pkts)))
+		return
+	}
+	if p.opt.GRO {
+		p.groMu.Lock()
+		defer p.groMu.Unlock()
+		p.gro.Dispatcher = d
+	}
+	for _, b := range pkts {
+		proto, ok := p.check(b)
+		if !ok {
+			continue
+		}
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+		p.cnt.inPackets.Add(1)
+		p.cnt.inBytes.Add(uint64(len(b)))
+		if p.opt.GRO {
+			pkt.NetworkProtocolNumber = proto
+			pkt.RXChecksumValidated = true
+			p.gro.Enqueue(pkt)
+		} else {
+			d.DeliverNetworkPacket(proto, pkt)
+		}
+		pkt.DecRef()
+	}
+	if p.opt.GRO {
+		p.gro.Flush()
+	}
+}
+
+// check returns the network protocol of a wire packet, or counts why it is
+// dropped.
+func (p *Peer) check(b []byte) (tcpip.NetworkProtocolNumber, bool) {
+	if len(b) == 0 {
+		p.cnt.dropEmpty.Add(1)
+		return 0, false
+	}
+	if len(b) > int(p.opt.MTU) {
+		p.cnt.dropOversize.Add(1)
+		return 0, false
+	}
+	var proto tcpip.NetworkProtocolNumber
+	switch b[0] >> 4 {
+	case 4:
+		proto = ipv4.ProtocolNumber
+		if len(b) < header.IPv4MinimumSize {
+			p.cnt.dropTruncated.Add(1)
+			return 0, false
+		}
+		h := header.IPv4(b)
+		if int(h.HeaderLength()) > len(b) || int(h.TotalLength()) > len(b) {
+			p.cnt.dropTruncated.Add(1)
+			return 0, false
+		}
+	case 6:
+		proto = ipv6.ProtocolNumber
+		if len(b) < header.IPv6MinimumSize || header.IPv6MinimumSize+int(header.IPv6(b).PayloadLength()) > len(b) {
+			p.cnt.dropTruncated.Add(1)
+			return 0, false
+		}
+	default:
+		p.cnt.dropBadVersion.Add(1)
+		return 0, false
+	}
+	if p.opt.GRO && !checksumsOK(b) {
+		p.cnt.dropBadChecksum.Add(1)
+		return 0, false
+	}
+	return proto, true
+}
+
+// Stats returns a snapshot of the peer's counters and gVisor's.
+func (p *Peer) Stats() Stats {
+	st := p.cnt.snapshot()
+	st.Stack = stackStats(p.s)
+	return st
+}
+
+// Close stops the services, the stack and the output goroutine, and waits
+// for all of them: when it returns, no goroutine of the peer is left and
+// Output is not called again. Packets the stack sends while closing (FINs,
+// RSTs) still go to Output. Close is idempotent; it always returns nil.
+func (p *Peer) Close() error {
+	p.closeOnce.Do(func() {
+		p.injMu.Lock()
+		p.closed = true
+		p.injMu.Unlock()
+		p.teardown()
+		p.log.Info("peer closed")
+	})
+	return nil
+}
+
+func (p *Peer) teardown() {
+	if p.svc != nil {
+		p.svc.close()
+	}
+	p.s.Close()
+	if p.svc != nil {
+		p.svc.wait()
+	}
+	p.s.Wait()
+	p.link.q.close()
+	close(p.link.q.done)
+	p.outWG.Wait()
+}
