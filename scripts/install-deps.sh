@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what vnic's tests, labs and benchmarks use and a fresh Debian or
 # Ubuntu machine lacks: iproute2 (ip netns), ethtool, tcpdump, tshark,
-# iperf3, ping, nc, curl. Quick and silent when everything is there.
+# iperf3, ping, nc, curl, and chromium (the lab report is checked in a real
+# browser). Quick and silent when everything is there.
 set -euo pipefail
 need=()
 for pair in ip:iproute2 ethtool:ethtool tcpdump:tcpdump tshark:tshark iperf3:iperf3 \
-	ping:iputils-ping nc:netcat-openbsd curl:curl make:make; do
+	ping:iputils-ping nc:netcat-openbsd curl:curl make:make chromium:chromium; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
