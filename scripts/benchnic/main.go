@@ -1,0 +1,1122 @@
+// Command benchnic measures TCP throughput through the whole NIC — kernel
+// TCP in a namespace, the TUN with offloads, the daemon's engine, the gVisor
+// peer — against its references, in one run, back to back (root only):
+//
+//   - vnic:      our engine (segment/coalesce), host → peer discard (port 9)
+//     and peer chargen (port 19) → host;
+//   - wireguard: the same with daemon.Config{Engine: "wireguard"}
+//     (wireguard-go's own GSO split and GRO);
+//   - veth:      a plain veth pair between two namespaces, offloads on
+//     (kernel defaults: TSO/GSO on), with iperf3 when installed, else
+//     vnic/traffic against a small Go discard/chargen server;
+//   - vnic+pcap: our engine recording host-tx, wire and host-rx to a
+//     pcapng file (single stream only, to keep the run short).
+//
+// Each cell (path × direction × streams) is measured -runs times for -time
+// each; the rounds are interleaved (vnic, wireguard, veth, vnic, …) so that
+// drift of the machine hits every path alike; the capture runs come last
+// (their file writeback would otherwise disturb the others).
+//
+// Who pays for what: each daemon runs as a child process — this program
+// re-executed in daemon mode, which calls daemon.Run exactly as `vnic up`
+// does — so its CPU time (utime+stime of /proc/<pid>/stat, all its threads,
+// including the kernel work its TUN reads and writes do) is the daemon's
+// alone; the TCP sender/receiver (vnic/traffic) runs in this process and is
+// not counted there. "system CPU" is the busy time of all cores from
+// /proc/stat over the run: sender, receiver, kernel and daemon together, the
+// one figure comparable with the veth reference, which has no daemon.
+//
+// The table goes to stdout and to -out (bench/daemon.txt). Every namespace
+// this program creates is removed at the end, also on error or Ctrl-C;
+// children are stopped by PID (SIGTERM, then SIGKILL after 10 s).
+//
+// With -profile DIR it only profiles: a child daemon (our engine, and the
+// wireguard one) runs with a CPU profile during one Send and one Receive
+// of -time each, written to DIR/{vnic,wireguard}-{send,recv}.pprof; read
+// them with `go tool pprof -top FILE`.
+//
+// Usage: sudo go run ./scripts/benchnic [-runs 3] [-time 5s] [-out bench/daemon.txt]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"vnic/vnic/daemon"
+	"vnic/vnic/nsutil"
+	"vnic/vnic/traffic"
+)
+
+// childEnv switches the re-executed program into daemon mode.
+const childEnv = "BENCHNIC_CHILD"
+
+// nsPrefix starts every namespace this program creates, followed by its
+// PID, so that a later run can remove what a killed one left behind.
+const nsPrefix = "vnic-bn-"
+
+const (
+	peerDiscard = "198.18.0.2:9"
+	peerChargen = "198.18.0.2:19"
+	vethA       = "198.19.0.1/24"
+	vethB       = "198.19.0.2/24"
+	iperfPort   = "5201"
+)
+
+func init() {
+	// Children get Pdeathsig (SIGTERM when we die); Linux ties it to the
+	// thread that forked them, so they are all started from the main
+	// goroutine, kept on the main thread for the whole run.
+	runtime.LockOSThread()
+}
+
+func main() {
+	if os.Getenv(childEnv) == "daemon" {
+		os.Exit(childDaemon(os.Args[1:]))
+	}
+	os.Exit(run())
+}
+
+// childDaemon is `vnic up` for one engine: daemon.Run until SIGTERM.
+func childDaemon(args []string) int {
+	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+	var cfg daemon.Config
+	fs.StringVar(&cfg.Netns, "netns", "", "")
+	fs.StringVar(&cfg.Engine, "engine", daemon.EngineVNIC, "")
+	fs.StringVar(&cfg.Pcap, "pcap", "", "")
+	prof := fs.String("cpuprofile", "", "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if err := daemon.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "daemon:", err)
+		return 1
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------------
+// Cleanup: everything created is registered here and undone in reverse
+// order, once, whatever happens.
+
+type cleanups struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (c *cleanups) add(f func()) {
+	c.mu.Lock()
+	c.fns = append(c.fns, f)
+	c.mu.Unlock()
+}
+
+func (c *cleanups) run() {
+	c.mu.Lock()
+	fns := c.fns
+	c.fns = nil
+	c.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
+// removeNetns deletes a namespace of ours if it is still there.
+func removeNetns(name string) {
+	if nsutil.Exists(name) {
+		if err := nsutil.Delete(name); err != nil {
+			fmt.Fprintf(os.Stderr, "benchnic: removing netns %s: %v\n", name, err)
+		}
+	}
+	// What a killed daemon leaves in /run/vnic.
+	os.Remove(filepath.Join(daemon.RunDir, name+".netns-owner"))
+	os.Remove(daemon.ControlPath(name, "vnic0"))
+}
+
+// removeLeftovers deletes namespaces of earlier runs whose process is gone.
+func removeLeftovers() {
+	ents, _ := os.ReadDir(nsutil.RunDir)
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), nsPrefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(os.Stderr, "benchnic: removing leftover netns %s (pid %d is gone)\n", e.Name(), pid)
+			removeNetns(e.Name())
+		}
+	}
+}
+
+// ---------------------------------------------------------------------
+// Child processes, stopped by PID.
+
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	log  string
+}
+
+// startChild starts argv with its output in logPath (and its stdout also
+// into out, if not nil), in its own process group (a terminal's Ctrl-C
+// reaches us, and we stop it), with SIGTERM should we die.
+func startChild(name string, argv, env []string, logPath string, out io.Writer) (*child, error) {
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if out != nil {
+		cmd.Stdout = io.MultiWriter(lf, out)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() {
+		c.err = cmd.Wait()
+		lf.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM to the child's PID, waits up to 10 s, then SIGKILL.
+func (c *child) stop() {
+	if c.exited() {
+		return
+	}
+	syscall.Kill(c.pid(), syscall.SIGTERM)
+	select {
+	case <-c.done:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	fmt.Fprintf(os.Stderr, "benchnic: %s (pid %d) ignored SIGTERM for 10s; SIGKILL\n", c.name, c.pid())
+	syscall.Kill(c.pid(), syscall.SIGKILL)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+func (c *child) tail() string {
+	b, _ := os.ReadFile(c.log)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ---------------------------------------------------------------------
+// CPU accounting.
+
+const clkTck = 100 // USER_HZ: the unit of /proc/*/stat and /proc/stat
+
+// procCPU returns utime+stime of a process (all its threads) in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return float64(ut+st) / clkTck, nil
+}
+
+// systemBusy returns, from /proc/stat in seconds over all cores, the busy
+// time (user, nice, system, irq, softirq, steal) and the part of it that
+// tasks were charged for (user, nice, system: irq and softirq time is not
+// charged to any task).
+func systemBusy() (busy, tasks float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return math.NaN(), math.NaN()
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return math.NaN(), math.NaN()
+	}
+	v := func(i int) float64 {
+		x, _ := strconv.ParseUint(f[i], 10, 64)
+		return float64(x) / clkTck
+	}
+	tasks = v(1) + v(2) + v(3)
+	return tasks + v(6) + v(7) + v(8), tasks
+}
+
+// backgroundLoad measures how many cores are busy for one second while
+// nothing of ours moves data: other processes on the machine.
+func backgroundLoad(ctx context.Context) float64 {
+	b0, _ := systemBusy()
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+	b1, _ := systemBusy()
+	return (b1 - b0) / time.Since(t0).Seconds()
+}
+
+// selfCPU is this process's CPU time (the traffic generator).
+func selfCPU() float64 {
+	c, err := procCPU(os.Getpid())
+	if err != nil {
+		return math.NaN()
+	}
+	return c
+}
+
+// ---------------------------------------------------------------------
+// Paths under test.
+
+type direction int
+
+const (
+	send direction = iota // host → peer
+	recv                  // peer → host
+)
+
+func (d direction) String() string {
+	if d == send {
+		return "host→peer"
+	}
+	return "peer→host"
+}
+
+// sample is one measurement.
+type sample struct {
+	gbps      float64
+	bytes     int64
+	elapsed   time.Duration
+	daemonCPU float64 // seconds; NaN when the path has no daemon
+	appCPU    float64 // seconds: the traffic generator (sender and receiver applications)
+	sysCPU    float64 // seconds, all cores
+	others    float64 // cores kept busy by tasks not ours, on average
+}
+
+// path is one thing to measure.
+type path struct {
+	name string
+	// transfer moves data for dur in direction d over streams streams.
+	transfer func(ctx context.Context, d direction, streams int, dur time.Duration) (bytes int64, elapsed time.Duration, err error)
+	// daemon is the daemon's process, nil for none.
+	daemon *child
+	// appCPU is the cumulative CPU time of the applications at both ends
+	// (default: this process's, where vnic/traffic runs).
+	appCPU func() float64
+	note   string
+}
+
+func (p *path) measure(ctx context.Context, d direction, streams int, dur time.Duration) (sample, error) {
+	s := sample{daemonCPU: math.NaN()}
+	var c0 float64
+	if p.daemon != nil {
+		if p.daemon.exited() {
+			return s, fmt.Errorf("%s: the daemon exited: %v\n%s", p.name, p.daemon.err, p.daemon.tail())
+		}
+		var err error
+		if c0, err = procCPU(p.daemon.pid()); err != nil {
+			return s, err
+		}
+	}
+	app := p.appCPU
+	if app == nil {
+		app = selfCPU
+	}
+	a0 := app()
+	sys0, tasks0 := systemBusy()
+	t0 := time.Now()
+	n, el, err := p.transfer(ctx, d, streams, dur)
+	wall := time.Since(t0)
+	sys1, tasks1 := systemBusy()
+	s.sysCPU = sys1 - sys0
+	s.appCPU = app() - a0
+	ours := s.appCPU
+	if p.daemon != nil {
+		c1, cerr := procCPU(p.daemon.pid())
+		if cerr == nil {
+			s.daemonCPU = c1 - c0
+			ours += s.daemonCPU
+		}
+	}
+	s.others = math.Max(0, (tasks1-tasks0)-ours) / wall.Seconds()
+	if err != nil {
+		return s, fmt.Errorf("%s %v ×%d: %w", p.name, d, streams, err)
+	}
+	s.bytes, s.elapsed = n, el
+	if el > 0 {
+		s.gbps = float64(n) * 8 / el.Seconds() / 1e9
+	}
+	return s, nil
+}
+
+// env is the run's shared state.
+type env struct {
+	tmp      string
+	cleanups *cleanups
+}
+
+// startDaemon starts a child daemon in a new namespace and waits until its
+// control socket answers.
+func (e *env) startDaemon(ctx context.Context, tag, engine, pcap, cpuprofile string) (*child, string, error) {
+	ns := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), tag)
+	removeNetns(ns)
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	argv := []string{exe, "-netns", ns, "-engine", engine}
+	if pcap != "" {
+		argv = append(argv, "-pcap", pcap)
+	}
+	if cpuprofile != "" {
+		argv = append(argv, "-cpuprofile", cpuprofile)
+	}
+	c, err := startChild("daemon "+tag, argv, []string{childEnv + "=daemon"}, filepath.Join(e.tmp, tag+".log"), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	e.cleanups.add(func() { removeNetns(ns) })
+	e.cleanups.add(c.stop)
+	control := daemon.ControlPath(ns, "vnic0")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := daemon.ReadStats(control); err == nil {
+			return c, ns, nil
+		}
+		if c.exited() {
+			return nil, "", fmt.Errorf("daemon %s exited: %v\n%s", tag, c.err, c.tail())
+		}
+		if time.Now().After(deadline) {
+			return nil, "", fmt.Errorf("daemon %s: no answer on %s after 30s\n%s", tag, control, c.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// daemonPath is a path through a child daemon, driven by vnic/traffic.
+func (e *env) daemonPath(ctx context.Context, name, tag, engine, pcap string) (*path, error) {
+	c, ns, err := e.startDaemon(ctx, tag, engine, pcap, "")
+	if err != nil {
+		return nil, err
+	}
+	control := daemon.ControlPath(ns, "vnic0")
+	p := &path{name: name, daemon: c}
+	p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
+		o := traffic.Options{Netns: ns, Duration: dur, Streams: streams}
+		if d == send {
+			before, err := daemon.ReadStats(control)
+			if err != nil {
+				return 0, 0, err
+			}
+			o.Addr = peerDiscard
+			r, err := traffic.Send(ctx, o)
+			if err != nil {
+				return 0, 0, err
+			}
+			after, err := daemon.ReadStats(control)
+			if err != nil {
+				return 0, 0, err
+			}
+			// The discard service must have counted every byte Send
+			// reports (Send waits for it to close).
+			if got := int64(after.Peer.Discarded - before.Peer.Discarded); got != r.Bytes {
+				return 0, 0, fmt.Errorf("sent %d bytes but the peer discarded %d", r.Bytes, got)
+			}
+			return r.Bytes, r.Elapsed, nil
+		}
+		o.Addr = peerChargen
+		r, err := traffic.Receive(ctx, o)
+		return r.Bytes, r.Elapsed, err
+	}
+	return p, nil
+}
+
+// vethPair creates namespaces A and B joined by a veth pair (kernel
+// default offloads: TSO/GSO on), 198.19.0.1/24 in A and 198.19.0.2/24 in B.
+func (e *env) vethPair() (nsA, nsB string, err error) {
+	nsA = fmt.Sprintf("%s%d-va", nsPrefix, os.Getpid())
+	nsB = fmt.Sprintf("%s%d-vb", nsPrefix, os.Getpid())
+	for _, ns := range []string{nsA, nsB} {
+		removeNetns(ns)
+		if _, err := nsutil.Create(ns); err != nil {
+			return "", "", err
+		}
+		e.cleanups.add(func() { removeNetns(ns) })
+	}
+	hA, err := nsutil.Handle(nsA)
+	if err != nil {
+		return "", "", err
+	}
+	defer hA.Close()
+	hB, err := nsutil.Handle(nsB)
+	if err != nil {
+		return "", "", err
+	}
+	defer hB.Close()
+	fdB, err := netns.GetFromName(nsB)
+	if err != nil {
+		return "", "", err
+	}
+	defer fdB.Close()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "bn-a", MTU: 1500, TxQLen: 1000}, PeerName: "bn-b", PeerNamespace: netlink.NsFd(int(fdB))}
+	if err := hA.LinkAdd(v); err != nil {
+		return "", "", fmt.Errorf("ip link add bn-a type veth peer bn-b netns %s: %w", nsB, err)
+	}
+	if err := nsutil.ConfigureLink(hA, "bn-a", nsutil.LinkConfig{Addrs: []netip.Prefix{netip.MustParsePrefix(vethA)}, Up: true}); err != nil {
+		return "", "", err
+	}
+	if err := nsutil.ConfigureLink(hB, "bn-b", nsutil.LinkConfig{Addrs: []netip.Prefix{netip.MustParsePrefix(vethB)}, Up: true}); err != nil {
+		return "", "", err
+	}
+	return nsA, nsB, nil
+}
+
+// vethPath is the reference: iperf3 over the veth pair when installed,
+// else vnic/traffic against a Go discard/chargen server in B.
+func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
+	nsA, nsB, err := e.vethPair()
+	if err != nil {
+		return nil, err
+	}
+	server := netip.MustParsePrefix(vethB).Addr().String()
+	if tool == "auto" {
+		tool = "go"
+		if _, err := exec.LookPath("iperf3"); err == nil {
+			tool = "iperf3"
+		}
+	}
+	p := &path{name: "veth (" + tool + ")"}
+	switch tool {
+	case "iperf3":
+		ip, err := exec.LookPath("ip")
+		if err != nil {
+			return nil, fmt.Errorf("iperf3 needs `ip netns exec`: %w", err)
+		}
+		srv, err := startChild("iperf3 server", []string{ip, "netns", "exec", nsB, "iperf3", "-s", "-B", server, "-p", iperfPort},
+			nil, filepath.Join(e.tmp, "iperf3-server.log"), nil)
+		if err != nil {
+			return nil, err
+		}
+		e.cleanups.add(srv.stop)
+		// Ready when its socket listens (its stdout is block-buffered
+		// into a file, so "Server listening" comes too late to wait for).
+		for deadline := time.Now().Add(10 * time.Second); !listening(nsB, iperfPort); {
+			if srv.exited() {
+				return nil, fmt.Errorf("iperf3 server exited: %v\n%s", srv.err, srv.tail())
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("iperf3 server not listening after 10s\n%s", srv.tail())
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		p.note = "iperf3 " + iperfVersion() + " client in A, server (pid " + strconv.Itoa(srv.pid()) + ") in B"
+		var clientCPU float64 // of the finished clients
+		p.appCPU = func() float64 {
+			c, err := procCPU(srv.pid())
+			if err != nil {
+				return math.NaN()
+			}
+			return c + clientCPU
+		}
+		p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
+			secs := max(1, int(math.Round(dur.Seconds())))
+			argv := []string{ip, "netns", "exec", nsA, "iperf3", "-c", server, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J"}
+			if d == recv {
+				argv = append(argv, "-R")
+			}
+			var out bytes.Buffer
+			c, err := startChild("iperf3 client", argv, nil, filepath.Join(e.tmp, "iperf3-client.log"), &out)
+			if err != nil {
+				return 0, 0, err
+			}
+			defer c.stop()
+			select {
+			case <-c.done:
+				if ps := c.cmd.ProcessState; ps != nil {
+					clientCPU += (ps.UserTime() + ps.SystemTime()).Seconds()
+				}
+			case <-ctx.Done():
+				return 0, 0, ctx.Err()
+			case <-time.After(time.Duration(secs)*time.Second + 30*time.Second):
+				return 0, 0, errors.New("iperf3 client did not finish in time")
+			}
+			var j struct {
+				Error string `json:"error"`
+				End   struct {
+					SumReceived struct {
+						Bytes   int64   `json:"bytes"`
+						Seconds float64 `json:"seconds"`
+					} `json:"sum_received"`
+				} `json:"end"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &j); err != nil {
+				return 0, 0, fmt.Errorf("iperf3 -J output: %v (exit %v)\n%s", err, c.err, c.tail())
+			}
+			if j.Error != "" || c.err != nil {
+				return 0, 0, fmt.Errorf("iperf3: %s (exit %v)", j.Error, c.err)
+			}
+			sr := j.End.SumReceived
+			return sr.Bytes, time.Duration(sr.Seconds * float64(time.Second)), nil
+		}
+	case "go":
+		stop, err := goServer(nsB, server)
+		if err != nil {
+			return nil, err
+		}
+		e.cleanups.add(stop)
+		p.note = "vnic/traffic in A against a Go discard/chargen server in B (this process)"
+		p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
+			o := traffic.Options{Netns: nsA, Duration: dur, Streams: streams, Addr: net.JoinHostPort(server, "9")}
+			var r traffic.Result
+			var err error
+			if d == send {
+				r, err = traffic.Send(ctx, o)
+			} else {
+				o.Addr = net.JoinHostPort(server, "19")
+				r, err = traffic.Receive(ctx, o)
+			}
+			return r.Bytes, r.Elapsed, err
+		}
+	default:
+		return nil, fmt.Errorf("-veth-tool %q: auto, iperf3 or go", tool)
+	}
+	return p, nil
+}
+
+func iperfVersion() string {
+	out, err := exec.Command("iperf3", "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(out))
+	if len(f) >= 2 {
+		return f[1]
+	}
+	return "?"
+}
+
+// listening reports whether a TCP socket listens on port inside ns
+// (/proc/thread-self/net/tcp as that namespace sees it).
+func listening(ns, port string) bool {
+	p, _ := strconv.Atoi(port)
+	want := fmt.Sprintf(":%04X ", p)
+	found := false
+	nsutil.Do(ns, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/tcp")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "0A" { // TCP_LISTEN
+				found = true
+			}
+		}
+		return err
+	})
+	return found
+}
+
+// goServer runs TCP discard (9) and chargen (19) on addr inside ns, in
+// this process; stop closes everything.
+func goServer(ns, addr string) (stop func(), err error) {
+	var lns []net.Listener
+	err = nsutil.Do(ns, func() error {
+		for _, port := range []string{"9", "19"} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(addr, port))
+			if err != nil {
+				return err
+			}
+			lns = append(lns, ln)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	chargen := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz\r\n"), 3450) // ~128 KiB
+	for i, ln := range lns {
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns[c] = true
+				mu.Unlock()
+				wg.Go(func() {
+					defer func() {
+						c.Close()
+						mu.Lock()
+						delete(conns, c)
+						mu.Unlock()
+					}()
+					if i == 0 {
+						io.Copy(io.Discard, c)
+						return
+					}
+					go io.Copy(io.Discard, c)
+					for {
+						if _, err := c.Write(chargen); err != nil {
+							return
+						}
+					}
+				})
+			}
+		})
+	}
+	return func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}, nil
+}
+
+// ---------------------------------------------------------------------
+// The run.
+
+type cell struct {
+	path    *path
+	dir     direction
+	streams int
+	samples []sample
+}
+
+func (c *cell) median() float64 {
+	v := make([]float64, len(c.samples))
+	for i, s := range c.samples {
+		v[i] = s.gbps
+	}
+	sort.Float64s(v)
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func (c *cell) spread() (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, s := range c.samples {
+		lo, hi = math.Min(lo, s.gbps), math.Max(hi, s.gbps)
+	}
+	return
+}
+
+// perGB returns CPU seconds per 10⁹ bytes moved, over all samples.
+func (c *cell) perGB(cpu func(sample) float64) float64 {
+	var secs float64
+	var n int64
+	for _, s := range c.samples {
+		secs += cpu(s)
+		n += s.bytes
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return secs / (float64(n) / 1e9)
+}
+
+func run() int {
+	runs := flag.Int("runs", 3, "measurements of each path, direction and stream count")
+	dur := flag.Duration("time", 5*time.Second, "length of each measurement")
+	out := flag.String("out", "bench/daemon.txt", "write the table here too (\"\" for stdout only)")
+	vethTool := flag.String("veth-tool", "auto", "veth reference: iperf3, go (vnic/traffic against a Go server) or auto (iperf3 if installed)")
+	noPcap := flag.Bool("no-pcap", false, "skip the capture-on runs")
+	profile := flag.String("profile", "", "instead of the benchmark: CPU-profile the daemon (both engines) during one Send and one Receive of -time each, into this directory")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "benchnic: needs root (namespaces, TUN): sudo go run ./scripts/benchnic")
+		return 1
+	}
+	if *runs < 1 || *dur < time.Second {
+		fmt.Fprintln(os.Stderr, "benchnic: -runs ≥ 1 and -time ≥ 1s")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	removeLeftovers()
+	tmp, err := os.MkdirTemp("", "benchnic-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchnic:", err)
+		return 1
+	}
+	e := &env{tmp: tmp, cleanups: &cleanups{}}
+	e.cleanups.add(func() { os.RemoveAll(tmp) })
+	defer e.cleanups.run()
+
+	if *profile != "" {
+		err = profileRun(ctx, e, *profile, *dur)
+	} else {
+		err = bench(ctx, e, *runs, *dur, *out, *vethTool, !*noPcap)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "benchnic: interrupted; cleaning up")
+			return 130
+		}
+		fmt.Fprintln(os.Stderr, "benchnic:", err)
+		return 1
+	}
+	return 0
+}
+
+func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, vethTool string, withPcap bool) error {
+	started := time.Now()
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	progress("starting the daemons and the veth pair")
+	ours, err := e.daemonPath(ctx, "vnic", "vnic", daemon.EngineVNIC, "")
+	if err != nil {
+		return err
+	}
+	wg, err := e.daemonPath(ctx, "wireguard", "wg", daemon.EngineWireGuard, "")
+	if err != nil {
+		return err
+	}
+	veth, err := e.vethPath(ctx, vethTool)
+	if err != nil {
+		return err
+	}
+	var capt *path
+	pcapFile := filepath.Join(e.tmp, "bench.pcapng")
+	if withPcap {
+		if capt, err = e.daemonPath(ctx, "vnic+pcap", "pcap", daemon.EngineVNIC, pcapFile); err != nil {
+			return err
+		}
+	}
+
+	bgBefore := backgroundLoad(ctx)
+	progress("background load before: %.2f cores busy", bgBefore)
+
+	dirs := []direction{send, recv}
+	streamsList := []int{1, 4}
+	var cells []*cell
+	find := func(p *path, d direction, n int) *cell {
+		for _, c := range cells {
+			if c.path == p && c.dir == d && c.streams == n {
+				return c
+			}
+		}
+		return nil
+	}
+	for _, p := range []*path{ours, wg, veth} {
+		for _, d := range dirs {
+			for _, n := range streamsList {
+				cells = append(cells, &cell{path: p, dir: d, streams: n})
+			}
+		}
+	}
+	if capt != nil {
+		for _, d := range dirs {
+			cells = append(cells, &cell{path: capt, dir: d, streams: 1})
+		}
+	}
+
+	// Warm-up: one short transfer each way through every path.
+	for _, p := range []*path{ours, wg, veth, capt} {
+		if p == nil {
+			continue
+		}
+		for _, d := range dirs {
+			if _, err := p.measure(ctx, d, 1, time.Second); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+
+	measure := func(c *cell, r int) error {
+		s, err := c.path.measure(ctx, c.dir, c.streams, dur)
+		if err != nil {
+			return err
+		}
+		c.samples = append(c.samples, s)
+		progress("run %d/%d %-12s %v ×%d: %6.2f Gbit/s", r+1, runs, c.path.name, c.dir, c.streams, s.gbps)
+		return nil
+	}
+	for r := range runs {
+		for _, c := range cells {
+			if c.path != capt {
+				if err := measure(c, r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	var pcapBytes int64
+	var capStats string
+	if capt != nil {
+		for r := range runs {
+			for _, c := range cells {
+				if c.path == capt {
+					if err := measure(c, r); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if st, err := daemon.ReadStats(daemon.ControlPath(fmt.Sprintf("%s%d-pcap", nsPrefix, os.Getpid()), "vnic0")); err == nil && st.Capture != nil {
+			capStats = fmt.Sprintf("%d packets written (%.1f GB), %d dropped by the capture queue", st.Capture.Written, float64(st.Capture.Bytes)/1e9, st.Capture.Dropped)
+		}
+		if fi, err := os.Stat(pcapFile); err == nil {
+			pcapBytes = fi.Size()
+		}
+	}
+
+	bgAfter := backgroundLoad(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	// The table.
+	var b strings.Builder
+	fmt.Fprintf(&b, "vnic daemon benchmark (scripts/benchnic), %s\n", time.Now().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "machine: %s\n", machine())
+	fmt.Fprintf(&b, "method: TCP, MTU 1500, %d runs × %v per cell, rounds interleaved (vnic, wireguard, veth), capture runs last; total %v\n",
+		runs, dur, time.Since(started).Round(time.Second))
+	fmt.Fprintf(&b, "  vnic, wireguard: vnic/traffic Send to the gVisor peer's discard :9 / Receive from its chargen :19, in this process;\n")
+	fmt.Fprintf(&b, "  the daemon is a child process (daemon.Run, as `vnic up`), its CPU = utime+stime of /proc/<pid>/stat\n")
+	fmt.Fprintf(&b, "  veth: %s\n", veth.note)
+	fmt.Fprintf(&b, "  app CPU = the sending and receiving applications (vnic/traffic: this process; veth: the iperf3 client and server)\n")
+	fmt.Fprintf(&b, "  system CPU = busy time of all %d cores (/proc/stat) over the transfer: applications + kernel + daemon (+ others)\n", runtime.NumCPU())
+	fmt.Fprintf(&b, "  others = cores kept busy by tasks not ours during the transfer (task time in /proc/stat minus daemon and app CPU)\n")
+	fmt.Fprintf(&b, "background load, 1 s with no traffic of ours: %.2f cores busy before the runs, %.2f after\n", bgBefore, bgAfter)
+	if bgBefore > 0.2 || bgAfter > 0.2 {
+		fmt.Fprintf(&b, "WARNING: the machine was not idle (see also the others column): the figures are lower and noisier than on a quiet machine\n")
+	}
+	fmt.Fprintf(&b, "\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "path\tdirection\tstreams\tGbit/s median\tmin–max\tdaemon CPU s/GB\tapp CPU s/GB\tsystem CPU s/GB\tothers (cores)\t\n")
+	for _, c := range cells {
+		lo, hi := c.spread()
+		dcpu := "—"
+		if c.path.daemon != nil {
+			dcpu = fmt.Sprintf("%.3f", c.perGB(func(s sample) float64 { return s.daemonCPU }))
+		}
+		var others float64
+		for _, s := range c.samples {
+			others += s.others / float64(len(c.samples))
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%d\t%.2f\t%.2f–%.2f\t%s\t%.3f\t%.3f\t%.2f\t\n", c.path.name, c.dir, c.streams, c.median(), lo, hi, dcpu,
+			c.perGB(func(s sample) float64 { return s.appCPU }), c.perGB(func(s sample) float64 { return s.sysCPU }), others)
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "\nratios of medians\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "direction\tstreams\tvnic / wireguard (target ≥ 1)\tvnic / veth\tcapture on / off\t\n")
+	for _, d := range dirs {
+		for _, n := range streamsList {
+			o := find(ours, d, n).median()
+			capRatio := "—"
+			if c := find(capt, d, n); capt != nil && c != nil {
+				capRatio = fmt.Sprintf("%.2f", c.median()/o)
+			}
+			fmt.Fprintf(tw, "%v\t%d\t%.2f\t%.2f\t%s\t\n", d, n, o/find(wg, d, n).median(), o/find(veth, d, n).median(), capRatio)
+		}
+	}
+	tw.Flush()
+	if capt != nil {
+		fmt.Fprintf(&b, "\ncapture: %s; file %.1f GB at the end (%s)\n", capStats, float64(pcapBytes)/1e9, "deleted afterwards")
+	}
+	fmt.Print(b.String())
+	if outPath != "" {
+		if err := os.MkdirAll(filepath.Dir(outPath), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(outPath, []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "benchnic: wrote %s\n", outPath)
+	}
+	return nil
+}
+
+// machine describes the host: cores, CPU model, kernel, Go.
+func machine() string {
+	model := "?"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	kernel := "?"
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		var sb strings.Builder
+		for _, c := range u.Release {
+			if c == 0 {
+				break
+			}
+			sb.WriteByte(byte(c))
+		}
+		kernel = sb.String()
+	}
+	return fmt.Sprintf("nproc %d, %s, kernel %s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
+}
+
+// profileRun CPU-profiles a child daemon of each engine during one Send
+// and one Receive.
+func profileRun(ctx context.Context, e *env, dir string, dur time.Duration) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, engine := range []string{daemon.EngineVNIC, daemon.EngineWireGuard} {
+		for _, d := range []direction{send, recv} {
+			name := fmt.Sprintf("%s-%s", engine, map[direction]string{send: "send", recv: "recv"}[d])
+			prof := filepath.Join(dir, name+".pprof")
+			tag := "prof-" + name
+			c, ns, err := e.startDaemon(ctx, tag, engine, "", prof)
+			if err != nil {
+				return err
+			}
+			o := traffic.Options{Netns: ns, Duration: dur, Addr: peerDiscard}
+			var r traffic.Result
+			control := daemon.ControlPath(ns, "vnic0")
+			s0, err := daemon.ReadStats(control)
+			if err != nil {
+				return err
+			}
+			c0, _ := procCPU(c.pid())
+			if d == send {
+				r, err = traffic.Send(ctx, o)
+			} else {
+				o.Addr = peerChargen
+				r, err = traffic.Receive(ctx, o)
+			}
+			c1, _ := procCPU(c.pid())
+			s1, serr := daemon.ReadStats(control)
+			c.stop() // writes the profile
+			removeNetns(ns)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%-16s %v; daemon CPU %.2f s = %.3f s/GB -> %s\n", name, r, c1-c0, (c1-c0)/(float64(r.Bytes)/1e9), prof)
+			if serr == nil {
+				printStatsDelta(s0, s1)
+			}
+		}
+	}
+	return nil
+}
+
+// printStatsDelta prints what explains a profile: the daemon's and the
+// peer's counters over the run.
+func printStatsDelta(a, b daemon.Stats) {
+	d := func(x, y uint64) uint64 { return y - x }
+	fmt.Printf("    host_tx %d frames (%d super), wire_out %d, wire_in %d, host_rx %d frames (%d merged, avg %.0f B)\n",
+		d(a.HostTX.Packets, b.HostTX.Packets), d(a.HostTXSuper, b.HostTXSuper), d(a.WireOut.Packets, b.WireOut.Packets),
+		d(a.WireIn.Packets, b.WireIn.Packets), d(a.HostRX.Packets, b.HostRX.Packets), d(a.HostRXMerged, b.HostRXMerged),
+		float64(d(a.HostRX.Bytes, b.HostRX.Bytes))/math.Max(1, float64(d(a.HostRX.Packets, b.HostRX.Packets))))
+	fmt.Printf("    peer: in %d, out %d (%d super, %d batches), tcp retransmits %d, timeouts %d, peer drops %+v\n",
+		d(a.Peer.In.Packets, b.Peer.In.Packets), d(a.Peer.Out.Packets, b.Peer.Out.Packets), d(a.Peer.OutSuper, b.Peer.OutSuper),
+		d(a.Peer.OutBatches, b.Peer.OutBatches), d(a.Peer.Stack.TCPRetransmits, b.Peer.Stack.TCPRetransmits),
+		d(a.Peer.Stack.TCPTimeouts, b.Peer.Stack.TCPTimeouts), b.Peer.Drops)
+	fmt.Printf("    nic drops %v\n", b.Drops)
+	if b.Coalesce != nil {
+		j, _ := json.Marshal(b.Coalesce)
+		fmt.Printf("    coalesce %s\n", j)
+	}
+}

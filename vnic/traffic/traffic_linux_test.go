@@ -1,0 +1,366 @@
+package traffic_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"vnic/vnic/daemon"
+	"vnic/vnic/kerneltest"
+	"vnic/vnic/nsutil"
+	"vnic/vnic/traffic"
+)
+
+const (
+	peer4 = "198.18.0.2"
+	peer6 = "[fd00::2]"
+)
+
+// startDaemon brings a vnic up in a fresh namespace "vnic-tr-<hex>" that
+// the daemon creates and, on Close in t.Cleanup, deletes.
+func startDaemon(t *testing.T) (*daemon.Daemon, string) {
+	t.Helper()
+	kerneltest.RequireRoot(t)
+	var b [4]byte
+	rand.Read(b[:])
+	ns := "vnic-tr-" + hex.EncodeToString(b[:])
+	d, err := daemon.Start(context.Background(), daemon.Config{
+		Netns:  ns,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("daemon.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		d.Close()
+		if nsutil.Exists(ns) {
+			t.Errorf("netns %s still exists after Close", ns)
+			nsutil.Delete(ns)
+		}
+	})
+	return d, ns
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestSendBytesReachDiscard(t *testing.T) {
+	d, ns := startDaemon(t)
+	for _, tc := range []struct {
+		addr    string
+		streams int
+		bytes   int64
+	}{
+		{peer4 + ":9", 1, 16 << 20},
+		{peer4 + ":9", 3, 64<<20 + 12345},
+		{peer6 + ":9", 2, 32 << 20},
+	} {
+		before := d.Stats().Peer.Discarded
+		res, err := traffic.Send(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: tc.addr, Bytes: tc.bytes, Streams: tc.streams})
+		if err != nil {
+			t.Fatalf("Send %s ×%d: %v", tc.addr, tc.streams, err)
+		}
+		got := d.Stats().Peer.Discarded - before
+		t.Logf("Send %s ×%d: %v (peer discarded %d)", tc.addr, tc.streams, res, got)
+		if res.Bytes != tc.bytes || int64(got) != tc.bytes {
+			t.Errorf("Send %s ×%d: sent %d, peer discarded %d, want both %d", tc.addr, tc.streams, res.Bytes, got, tc.bytes)
+		}
+		if len(res.PerStream) != tc.streams || res.Gbps <= 0 || res.Elapsed <= 0 {
+			t.Errorf("Send: bad result %+v", res)
+		}
+		for i, b := range res.PerStream {
+			if b == 0 {
+				t.Errorf("stream %d moved nothing", i)
+			}
+		}
+	}
+	if s := d.Stats(); s.HostTXSuper == 0 {
+		t.Errorf("the NIC saw no TSO super-packets: %+v", s.HostTX)
+	}
+}
+
+func TestSendDuration(t *testing.T) {
+	d, ns := startDaemon(t)
+	before := d.Stats().Peer.Discarded
+	const dur = 700 * time.Millisecond
+	res, err := traffic.Send(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer6 + ":9", Duration: dur, Streams: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := int64(d.Stats().Peer.Discarded - before)
+	t.Logf("Send for %v: %v", dur, res)
+	if res.Bytes == 0 || got != res.Bytes {
+		t.Errorf("sent %d, peer discarded %d", res.Bytes, got)
+	}
+	if res.Elapsed < dur || res.Elapsed > dur+traffic.DefaultTimeout {
+		t.Errorf("Elapsed %v for Duration %v", res.Elapsed, dur)
+	}
+}
+
+func TestReceiveFromChargen(t *testing.T) {
+	d, ns := startDaemon(t)
+	for _, tc := range []struct {
+		addr    string
+		streams int
+		bytes   int64
+	}{
+		{peer4 + ":19", 1, 8 << 20},
+		{peer4 + ":19", 4, 64<<20 + 7},
+		{peer6 + ":19", 2, 16 << 20},
+	} {
+		before := d.Stats().HostRX.Bytes
+		res, err := traffic.Receive(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: tc.addr, Bytes: tc.bytes, Streams: tc.streams})
+		if err != nil {
+			t.Fatalf("Receive %s ×%d: %v", tc.addr, tc.streams, err)
+		}
+		t.Logf("Receive %s ×%d: %v", tc.addr, tc.streams, res)
+		if res.Bytes != tc.bytes {
+			t.Errorf("received %d, want %d", res.Bytes, tc.bytes)
+		}
+		if rx := int64(d.Stats().HostRX.Bytes - before); rx < tc.bytes {
+			t.Errorf("the NIC handed the kernel %d bytes, fewer than the %d received", rx, tc.bytes)
+		}
+	}
+	res, err := traffic.Receive(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer4 + ":19", Duration: 300 * time.Millisecond})
+	if err != nil || res.Bytes == 0 || res.Elapsed < 300*time.Millisecond {
+		t.Errorf("Receive for 300ms: %v, %v", res, err)
+	}
+	if s := d.Stats(); s.HostRXMerged == 0 {
+		t.Errorf("no GRO-merged packets handed to the kernel: %+v", s.HostRX)
+	}
+}
+
+func TestEchoVerifies(t *testing.T) {
+	_, ns := startDaemon(t)
+	big := make([]byte, 3<<20+5)
+	rand.Read(big)
+	for _, tc := range []struct {
+		addr    string
+		streams int
+		data    []byte
+	}{
+		{peer4 + ":7", 1, big},
+		{peer4 + ":7", 3, big[:100000]},
+		{peer6 + ":7", 1, big[:1<<20]},
+		{peer4 + ":7", 1, []byte("x")},
+		{peer4 + ":7", 1, nil},
+	} {
+		if err := traffic.Echo(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: tc.addr, Streams: tc.streams, Write: 9000}, tc.data); err != nil {
+			t.Errorf("Echo %s ×%d, %d bytes: %v", tc.addr, tc.streams, len(tc.data), err)
+		}
+	}
+	// A server that returns something else is caught: chargen is not an
+	// echo.
+	err := traffic.Echo(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer4 + ":19", Timeout: time.Second}, big[:1000])
+	if err == nil || !strings.Contains(err.Error(), "differs") {
+		t.Errorf("Echo against chargen: %v, want a 'differs' error", err)
+	}
+}
+
+// waitDiscarded waits until the peer's discard counter reaches want, or
+// stops growing for half a second (UDP may lose), and returns it.
+func waitDiscarded(d *daemon.Daemon, want uint64) uint64 {
+	last, since := d.Stats().Peer.Discarded, time.Now()
+	for deadline := time.Now().Add(10 * time.Second); last < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		v := d.Stats().Peer.Discarded
+		if v != last {
+			last, since = v, time.Now()
+		} else if time.Since(since) > 500*time.Millisecond {
+			break
+		}
+	}
+	return last
+}
+
+func TestUDPSend(t *testing.T) {
+	d, ns := startDaemon(t)
+	for _, tc := range []struct {
+		addr  string
+		gso   int
+		write int
+		bytes int64
+	}{
+		{peer4 + ":9", 1400, 0, 8 << 20},
+		{peer4 + ":9", 0, 0, 4 << 20},
+		{peer6 + ":9", 1200, 1200*10 + 100, 4 << 20},
+	} {
+		s0 := d.Stats()
+		res, err := traffic.UDPSend(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: tc.addr, Bytes: tc.bytes, Write: tc.write, Rate: 0.2}, tc.gso)
+		if err != nil {
+			t.Fatalf("UDPSend %s gso %d: %v", tc.addr, tc.gso, err)
+		}
+		got := waitDiscarded(d, s0.Peer.Discarded+uint64(res.Bytes)) - s0.Peer.Discarded
+		s1 := d.Stats()
+		t.Logf("UDPSend %s gso %d: %v, %d datagrams in %d sends; peer discarded %d; NIC super-packets %d",
+			tc.addr, tc.gso, res, res.Datagrams, res.Calls, got, s1.HostTXSuper-s0.HostTXSuper)
+		if res.Bytes != tc.bytes {
+			t.Errorf("sent %d, want %d", res.Bytes, tc.bytes)
+		}
+		// Paced at 0.2 Gbit/s nothing should be lost, but UDP promises
+		// nothing: ask for most of it.
+		if got == 0 || int64(got) > res.Bytes || int64(got) < res.Bytes/2 {
+			t.Errorf("peer discarded %d of %d bytes sent", got, res.Bytes)
+		}
+		supers := s1.HostTXSuper - s0.HostTXSuper
+		if tc.gso > 0 && supers == 0 {
+			t.Errorf("gso %d: the NIC saw no USO super-packets", tc.gso)
+		}
+		if tc.gso == 0 && res.Datagrams != res.Calls {
+			t.Errorf("without GSO: %d datagrams in %d sends", res.Datagrams, res.Calls)
+		}
+		if tc.gso > 0 && res.Datagrams <= res.Calls {
+			t.Errorf("gso %d: %d datagrams in %d sends", tc.gso, res.Datagrams, res.Calls)
+		}
+	}
+	// Unpaced, for a duration.
+	res, err := traffic.UDPSend(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer4 + ":9", Duration: 300 * time.Millisecond}, 1472)
+	if err != nil || res.Bytes == 0 {
+		t.Errorf("UDPSend for 300ms: %v, %v", res, err)
+	}
+	// A GSO size beyond the MTU is refused by the kernel, not hung on.
+	if _, err := traffic.UDPSend(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer4 + ":9", Bytes: 1 << 20}, 9000); err == nil {
+		t.Errorf("UDPSend with gso 9000 over MTU 1500: no error")
+	}
+}
+
+func TestPing(t *testing.T) {
+	_, ns := startDaemon(t)
+	for _, addr := range []string{"198.18.0.2", "fd00::2"} {
+		n, err := traffic.Ping(ctxT(t, time.Minute), ns, addr, 1000, 3)
+		if err != nil || n != 3 {
+			t.Errorf("Ping %s: %d of 3, %v", addr, n, err)
+		}
+	}
+	// Nobody at .99: every request is lost, no error.
+	start := time.Now()
+	n, err := traffic.Ping(ctxT(t, time.Minute), ns, "198.18.0.99", 56, 1)
+	if err != nil || n != 0 || time.Since(start) > 3*traffic.PingTimeout {
+		t.Errorf("Ping nobody: %d, %v after %v", n, err, time.Since(start))
+	}
+}
+
+func TestNothingHangs(t *testing.T) {
+	_, ns := startDaemon(t)
+	quick := 400 * time.Millisecond
+	check := func(name string, f func() error, want string) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		el := time.Since(start)
+		t.Logf("%s: %v after %v", name, err, el.Round(time.Millisecond))
+		if err == nil || (want != "" && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: error %v, want one containing %q", name, err, want)
+		}
+		if el > quick+2*time.Second {
+			t.Errorf("%s took %v", name, el)
+		}
+	}
+	check("closed port", func() error {
+		_, err := traffic.Send(context.Background(), traffic.Options{Netns: ns, Addr: peer4 + ":12345", Bytes: 1, Timeout: quick})
+		return err
+	}, "refused")
+	check("nobody there", func() error {
+		_, err := traffic.Send(context.Background(), traffic.Options{Netns: ns, Addr: "198.18.0.99:9", Bytes: 1, Timeout: quick})
+		return err
+	}, "timeout")
+	check("silent server", func() error { // discard never sends
+		_, err := traffic.Receive(context.Background(), traffic.Options{Netns: ns, Addr: peer4 + ":9", Bytes: 1 << 20, Timeout: quick})
+		return err
+	}, "no progress")
+	check("echo from a server that says more", func() error { // chargen
+		return traffic.Echo(context.Background(), traffic.Options{Netns: ns, Addr: peer4 + ":19", Timeout: quick}, nil)
+	}, "more came back")
+	check("echo to a server that closes", func() error { // discard
+		return traffic.Echo(context.Background(), traffic.Options{Netns: ns, Addr: peer4 + ":9", Timeout: quick}, []byte("hello"))
+	}, "closed after 0 of 5 bytes")
+
+	// A server that accepts and then neither reads nor writes nor closes,
+	// inside the namespace (on vnic0's own address, through lo).
+	h, err := nsutil.Handle(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if lo, err := h.LinkByName("lo"); err != nil || h.LinkSetUp(lo) != nil {
+		t.Fatalf("lo up: %v", err)
+	}
+	var ln net.Listener
+	if err := nsutil.Do(ns, func() (err error) {
+		ln, err = net.Listen("tcp", "198.18.0.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	defer func() { ln.Close(); <-accepted }()
+	go func() {
+		defer close(accepted)
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	mute := ln.Addr().String()
+	check("mute echo", func() error {
+		return traffic.Echo(context.Background(), traffic.Options{Netns: ns, Addr: mute, Timeout: quick}, []byte("hello"))
+	}, "no progress")
+	check("mute echo with Duration", func() error {
+		return traffic.Echo(context.Background(), traffic.Options{Netns: ns, Addr: mute, Duration: quick}, []byte("hello"))
+	}, "not done within")
+	check("mute sink", func() error { // writes fill the buffers, then stall
+		_, err := traffic.Send(context.Background(), traffic.Options{Netns: ns, Addr: mute, Bytes: 1 << 30, Timeout: quick})
+		return err
+	}, "no progress")
+	check("sink that does not close", func() error {
+		_, err := traffic.Send(context.Background(), traffic.Options{Netns: ns, Addr: mute, Bytes: 1000, Timeout: quick})
+		return err
+	}, "did not close")
+	check("no such netns", func() error {
+		_, err := traffic.Send(context.Background(), traffic.Options{Netns: "vnic-tr-missing", Addr: peer4 + ":9", Bytes: 1})
+		return err
+	}, "does not exist")
+
+	// Cancellation stops a long run at once and returns what moved.
+	for _, f := range []struct {
+		name string
+		run  func(context.Context) (traffic.Result, error)
+	}{
+		{"Send", func(ctx context.Context) (traffic.Result, error) {
+			return traffic.Send(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":9", Duration: time.Hour, Streams: 2})
+		}},
+		{"Receive", func(ctx context.Context) (traffic.Result, error) {
+			return traffic.Receive(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":19", Duration: time.Hour, Streams: 2})
+		}},
+		{"UDPSend", func(ctx context.Context) (traffic.Result, error) {
+			return traffic.UDPSend(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":9", Duration: time.Hour}, 1400)
+		}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		res, err := f.run(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || res.Bytes == 0 || time.Since(start) > time.Second {
+			t.Errorf("%s cancelled after 300ms: %v, %v after %v", f.name, res, err, time.Since(start))
+		}
+	}
+}
