@@ -8,29 +8,27 @@ import (
 	"net/netip"
 	"sync"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
-	"vnic/vnic/virtio"
+	"vnic/vnic/glink"
 )
 
 // Defaults and limits.
 const (
 	// DefaultMTU is the wire MTU when Options.MTU is 0.
-	DefaultMTU = 1500
+	DefaultMTU = glink.DefaultMTU
 	// MaxGSOSize is the largest Options.GSOMaxSize: gVisor's TCP fills a
 	// super-packet up to GSOMaxSize-61 payload bytes, and with 20 bytes of
 	// IPv4 header and up to 40 of TCP options the IPv4 total length (16
 	// bits) must still fit.
-	MaxGSOSize = 1 << 16
+	MaxGSOSize = glink.MaxGSOSize
 	// DefaultTxQueueBytes is the Output queue limit when
 	// Options.TxQueueBytes is 0: twice the default TCP window.
 	DefaultTxQueueBytes = 16 << 20
@@ -101,41 +99,20 @@ type Options struct {
 	TCPBufferMax int
 }
 
-// Packet is one IP packet the peer sends.
-type Packet struct {
-	// Hdr is the virtio_net_hdr Linux would carry with this packet on a
-	// TUN device. The zero Hdr means a complete packet. With GSO on, TCP
-	// packets carry NEEDS_CSUM (partial checksum: the TCP checksum field
-	// holds the pseudo-header sum, csum_start is the IP header length,
-	// csum_offset 16), and a super-packet also carries GSOType
-	// (GSOTCPv4/GSOTCPv6, with GSOECN when it carries CWR), GSOSize (the
-	// MSS) and HdrLen (IP plus TCP header length).
-	Hdr virtio.Hdr
-	// Data is the IP packet, starting at the IP header.
-	Data []byte
-}
+// Packet is one IP packet the peer sends: the virtio_net_hdr Linux would
+// carry with it on a TUN device (Hdr; zero for a complete packet) and the
+// IP packet (Data). See glink.Packet.
+type Packet = glink.Packet
 
 // Peer is a gVisor netstack host at the far end of a point-to-point wire.
 type Peer struct {
 	opt  Options
 	log  *slog.Logger
 	s    *stack.Stack
-	link *link
+	link *glink.Endpoint
 	cnt  counters
 	svc  *services
 
-	// injMu guards closed against Close; Inject holds it shared while it
-	// delivers, so after Close has flipped closed no Inject is in the
-	// stack.
-	injMu  sync.RWMutex
-	closed bool
-
-	// groMu serialises Inject batches through gro (not safe for
-	// concurrent use).
-	groMu sync.Mutex
-	gro   gro.GRO
-
-	outWG     sync.WaitGroup
 	closeOnce sync.Once
 }
 
@@ -173,17 +150,19 @@ func New(opt Options) (*Peer, error) {
 		return nil, err
 	}
 
-	p.link = &link{mtu: opt.MTU, gsoMax: opt.GSOMaxSize}
-	if opt.GRO {
-		p.link.caps |= stack.CapabilityRXChecksumOffload
+	link, err := glink.New(glink.Options{
+		MTU:          opt.MTU,
+		GSOMaxSize:   opt.GSOMaxSize,
+		GRO:          opt.GRO,
+		TxQueueBytes: opt.TxQueueBytes,
+		Output:       opt.Output,
+	})
+	if err != nil {
+		p.s.Close()
+		p.s.Wait()
+		return nil, fmt.Errorf("peer: %w", err)
 	}
-	p.link.q = newTxQueue(opt.TxQueueBytes, &p.cnt)
-	p.outWG.Add(1)
-	go func() {
-		defer p.outWG.Done()
-		p.link.q.run(opt.Output)
-	}()
-	p.gro.Init(opt.GRO)
+	p.link = link
 
 	if err := p.configure(); err != nil {
 		p.teardown()
@@ -310,91 +289,11 @@ func (p *Peer) Stack() *stack.Stack { return p.s }
 // are counted in Stats().Drops and dropped; everything else goes to
 // gVisor, which counts what it refuses in Stats().Stack. Inject delivers
 // synchronously on the calling goroutine and may be called concurrently.
-func (p *Peer) Inject(pkts [][]byte) {
-	p.injMu.RLock()
-	defer p.injMu.RUnlock()
-	if p.closed {
-		p.cnt.dropClosed.Add(uint64(len(pkts)))
-		return
-	}
-	d := p.link.getDispatcher()
-	if d == nil {
-		p.cnt.dropClosed.Add(uint64(len(pkts)))
-		return
-	}
-	if p.opt.GRO {
-		p.groMu.Lock()
-		defer p.groMu.Unlock()
-		p.gro.Dispatcher = d
-	}
-	for _, b := range pkts {
-		proto, ok := p.check(b)
-		if !ok {
-			continue
-		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-		p.cnt.inPackets.Add(1)
-		p.cnt.inBytes.Add(uint64(len(b)))
-		if p.opt.GRO {
-			pkt.NetworkProtocolNumber = proto
-			pkt.RXChecksumValidated = true
-			p.gro.Enqueue(pkt)
-		} else {
-			d.DeliverNetworkPacket(proto, pkt)
-		}
-		pkt.DecRef()
-	}
-	if p.opt.GRO {
-		p.gro.Flush()
-	}
-}
-
-// check returns the network protocol of a wire packet, or counts why it is
-// dropped.
-func (p *Peer) check(b []byte) (tcpip.NetworkProtocolNumber, bool) {
-	if len(b) == 0 {
-		p.cnt.dropEmpty.Add(1)
-		return 0, false
-	}
-	if len(b) > int(p.opt.MTU) {
-		p.cnt.dropOversize.Add(1)
-		return 0, false
-	}
-	var proto tcpip.NetworkProtocolNumber
-	switch b[0] >> 4 {
-	case 4:
-		proto = ipv4.ProtocolNumber
-		if len(b) < header.IPv4MinimumSize {
-			p.cnt.dropTruncated.Add(1)
-			return 0, false
-		}
-		h := header.IPv4(b)
-		if int(h.HeaderLength()) > len(b) || int(h.TotalLength()) > len(b) {
-			p.cnt.dropTruncated.Add(1)
-			return 0, false
-		}
-	case 6:
-		proto = ipv6.ProtocolNumber
-		if len(b) < header.IPv6MinimumSize || header.IPv6MinimumSize+int(header.IPv6(b).PayloadLength()) > len(b) {
-			p.cnt.dropTruncated.Add(1)
-			return 0, false
-		}
-	default:
-		p.cnt.dropBadVersion.Add(1)
-		return 0, false
-	}
-	if p.opt.GRO && !checksumsOK(b) {
-		p.cnt.dropBadChecksum.Add(1)
-		return 0, false
-	}
-	return proto, true
-}
+func (p *Peer) Inject(pkts [][]byte) { p.link.Inject(pkts) }
 
 // Stats returns a snapshot of the peer's counters and gVisor's.
 func (p *Peer) Stats() Stats {
-	st := p.cnt.snapshot()
-	st.Stack = stackStats(p.s)
-	return st
+	return p.cnt.snapshot(p.link.Stats(), stackStats(p.s))
 }
 
 // Close stops the services, the stack and the output goroutine, and waits
@@ -403,9 +302,7 @@ func (p *Peer) Stats() Stats {
 // RSTs) still go to Output. Close is idempotent; it always returns nil.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
-		p.injMu.Lock()
-		p.closed = true
-		p.injMu.Unlock()
+		p.link.CloseInject()
 		p.teardown()
 		p.log.Info("peer closed")
 	})
@@ -421,7 +318,5 @@ func (p *Peer) teardown() {
 		p.svc.wait()
 	}
 	p.s.Wait()
-	p.link.q.close()
-	close(p.link.q.done)
-	p.outWG.Wait()
+	p.link.CloseOutput()
 }

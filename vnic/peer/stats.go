@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"vnic/vnic/glink"
 )
 
 // Stats is a snapshot of the peer's counters. All counters only grow.
@@ -29,37 +31,11 @@ type Stats struct {
 }
 
 // Counter is a packet and byte count.
-type Counter struct {
-	Packets, Bytes uint64
-}
+type Counter = glink.Counter
 
-// Drops counts packets the peer's link dropped, by reason.
-type Drops struct {
-	// Inject: the packet was empty.
-	Empty uint64
-	// Inject: the IP version nibble was neither 4 nor 6.
-	BadVersion uint64
-	// Inject: shorter than its IP header or than the length the header
-	// claims.
-	Truncated uint64
-	// Inject: longer than the wire MTU (a real NIC drops such a frame).
-	Oversize uint64
-	// Inject with Options.GRO: an IPv4 header, TCP, UDP or ICMP checksum
-	// did not verify (the link plays a NIC with receive checksum offload).
-	BadChecksum uint64
-	// Inject after Close.
-	Closed uint64
-	// Transmit: the Output queue held Options.TxQueueBytes already
-	// (Output is too slow); to the stack the packet is lost on the wire.
-	TxQueueFull uint64
-	// Transmit after Close.
-	ClosedOut uint64
-}
-
-// Total is the sum of all drop reasons.
-func (d Drops) Total() uint64 {
-	return d.Empty + d.BadVersion + d.Truncated + d.Oversize + d.BadChecksum + d.Closed + d.TxQueueFull + d.ClosedOut
-}
+// Drops counts packets the peer's link dropped, by reason (see
+// glink.Drops).
+type Drops = glink.Drops
 
 // StackStats is a selection of gVisor's tcpip.Stats.
 type StackStats struct {
@@ -101,34 +77,19 @@ func stackStats(s *stack.Stack) StackStats {
 	}
 }
 
-// counters are the peer's own live counters.
+// counters are the peer's own live counters; the link keeps the rest.
 type counters struct {
-	inPackets, inBytes   atomic.Uint64
-	outPackets, outBytes atomic.Uint64
-	outSuper, outBatches atomic.Uint64
-	discarded            atomic.Uint64
-
-	dropEmpty, dropBadVersion, dropTruncated, dropOversize atomic.Uint64
-	dropBadChecksum, dropClosed                            atomic.Uint64
-	dropTxQueueFull, dropClosedOut                         atomic.Uint64
+	discarded atomic.Uint64
 }
 
-func (c *counters) snapshot() Stats {
+func (c *counters) snapshot(l glink.Stats, st StackStats) Stats {
 	return Stats{
-		In:         Counter{c.inPackets.Load(), c.inBytes.Load()},
-		Out:        Counter{c.outPackets.Load(), c.outBytes.Load()},
-		OutSuper:   c.outSuper.Load(),
-		OutBatches: c.outBatches.Load(),
+		In:         l.In,
+		Out:        l.Out,
+		OutSuper:   l.OutSuper,
+		OutBatches: l.OutBatches,
+		Drops:      l.Drops,
 		Discarded:  c.discarded.Load(),
-		Drops: Drops{
-			Empty:       c.dropEmpty.Load(),
-			BadVersion:  c.dropBadVersion.Load(),
-			Truncated:   c.dropTruncated.Load(),
-			Oversize:    c.dropOversize.Load(),
-			BadChecksum: c.dropBadChecksum.Load(),
-			Closed:      c.dropClosed.Load(),
-			TxQueueFull: c.dropTxQueueFull.Load(),
-			ClosedOut:   c.dropClosedOut.Load(),
-		},
+		Stack:      st,
 	}
 }

@@ -1,4 +1,4 @@
-package peer
+package glink
 
 import (
 	"sync"
@@ -9,134 +9,6 @@ import (
 
 	"vnic/vnic/virtio"
 )
-
-// link is the peer's network interface: a point-to-point IP link with no
-// link-layer header (no ethernet, no ARP, no NDP), like gVisor's channel
-// endpoint, except that what the stack sends is turned into Packets (IP
-// packet + virtio_net_hdr) and handed to Output from one goroutine, in
-// batches, in the order the stack sent them.
-//
-// With GSO on it advertises stack.HostGSOSupported, so gVisor's TCP hands
-// down super-packets with pkt.GSOOptions set (the way it does for a host
-// AF_PACKET or tap socket in link/fdbased), and the link encodes those
-// options as the virtio_net_hdr the Linux kernel would put in front of the
-// same packet on a TUN device.
-type link struct {
-	mtu    uint32
-	gsoMax uint32 // 0: GSO off
-	caps   stack.LinkEndpointCapabilities
-
-	mu         sync.RWMutex
-	dispatcher stack.NetworkDispatcher
-	onClose    func()
-
-	q *txQueue
-}
-
-var (
-	_ stack.LinkEndpoint = (*link)(nil)
-	_ stack.GSOEndpoint  = (*link)(nil)
-)
-
-// MTU implements stack.LinkEndpoint.
-func (l *link) MTU() uint32 { return l.mtu }
-
-// SetMTU implements stack.LinkEndpoint. The wire's MTU is fixed at New.
-func (l *link) SetMTU(uint32) {}
-
-// MaxHeaderLength implements stack.LinkEndpoint: no link-layer header.
-func (l *link) MaxHeaderLength() uint16 { return 0 }
-
-// LinkAddress implements stack.LinkEndpoint: a point-to-point link has none.
-func (l *link) LinkAddress() tcpip.LinkAddress { return "" }
-
-// SetLinkAddress implements stack.LinkEndpoint.
-func (l *link) SetLinkAddress(tcpip.LinkAddress) {}
-
-// Capabilities implements stack.LinkEndpoint. No TX checksum offload: the
-// stack completes every checksum except the TCP ones it marks NeedsCsum on
-// GSO routes. RX checksum offload only when gVisor's GRO is on (see
-// Options.GRO).
-func (l *link) Capabilities() stack.LinkEndpointCapabilities { return l.caps }
-
-// Attach implements stack.LinkEndpoint.
-func (l *link) Attach(d stack.NetworkDispatcher) {
-	l.mu.Lock()
-	l.dispatcher = d
-	l.mu.Unlock()
-}
-
-// IsAttached implements stack.LinkEndpoint.
-func (l *link) IsAttached() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.dispatcher != nil
-}
-
-func (l *link) getDispatcher() stack.NetworkDispatcher {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.dispatcher
-}
-
-// Wait implements stack.LinkEndpoint. The link has no goroutine of its own
-// that the stack must wait for; the output goroutine is the Peer's.
-func (l *link) Wait() {}
-
-// ARPHardwareType implements stack.LinkEndpoint.
-func (l *link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
-
-// AddHeader implements stack.LinkEndpoint: nothing to add.
-func (l *link) AddHeader(*stack.PacketBuffer) {}
-
-// ParseHeader implements stack.LinkEndpoint: nothing to parse.
-func (l *link) ParseHeader(*stack.PacketBuffer) bool { return true }
-
-// Close implements stack.LinkEndpoint.
-func (l *link) Close() {
-	l.mu.Lock()
-	f := l.onClose
-	l.onClose = nil
-	l.mu.Unlock()
-	if f != nil {
-		f()
-	}
-}
-
-// SetOnCloseAction implements stack.LinkEndpoint.
-func (l *link) SetOnCloseAction(f func()) {
-	l.mu.Lock()
-	l.onClose = f
-	l.mu.Unlock()
-}
-
-// GSOMaxSize implements stack.GSOEndpoint.
-func (l *link) GSOMaxSize() uint32 { return l.gsoMax }
-
-// SupportedGSO implements stack.GSOEndpoint: host GSO (the offload is done
-// by whoever reads Output, as a host kernel does for fdbased) or none.
-func (l *link) SupportedGSO() stack.SupportedGSO {
-	if l.gsoMax == 0 {
-		return stack.GSONotSupported
-	}
-	return stack.HostGSOSupported
-}
-
-// WritePackets implements stack.LinkWriter. The packets are copied into the
-// transmit queue; gVisor keeps ownership of the buffers.
-func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	n := 0
-	for _, pkt := range pkts.AsSlice() {
-		if err := l.q.push(vnetHdr(pkt), pkt); err != nil { // only when closed
-			if n == 0 {
-				return 0, err
-			}
-			return n, nil
-		}
-		n++
-	}
-	return n, nil
-}
 
 // vnetHdr turns gVisor's GSO options into the virtio_net_hdr Linux would
 // attach to the same packet (virtio_net_hdr_from_skb). It follows
@@ -306,11 +178,13 @@ func (q *txQueue) flush(output func([]Packet)) {
 				super++
 			}
 		}
-		output(b.pkts)
+		// Count before the call, so that whoever sees a packet in Output
+		// also sees it in Stats.
 		q.stats.outPackets.Add(uint64(len(b.ents)))
 		q.stats.outBytes.Add(bytes)
 		q.stats.outSuper.Add(super)
 		q.stats.outBatches.Add(1)
+		output(b.pkts)
 		clear(b.pkts) // drop references into the arena
 		b.ents = b.ents[:0]
 		// Keep the arena unless one burst blew it up beyond the usual.

@@ -1,4 +1,4 @@
-package peer
+package glink
 
 import (
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -12,7 +12,7 @@ import (
 // header follows the fixed IP header directly (IPv4 first fragment or
 // unfragmented; IPv6 without extension headers). Anything else is not
 // checked here and passes; gVisor then trusts it (see Options.GRO). The
-// packet's lengths have been checked by Peer.check.
+// packet's lengths have been checked by Endpoint.check.
 func checksumsOK(b []byte) bool {
 	var l4 []byte
 	var proto uint8
