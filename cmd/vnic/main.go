@@ -24,11 +24,23 @@ import (
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
+	cmd, err := newRoot().ExecuteC()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vnic:", err)
+		// A mistyped flag or command: say where the right ones are.
+		var ue usageError
+		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a flag that does not parse.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -37,6 +49,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newUp(), newStat())
 	return root
 }
@@ -192,5 +205,4 @@ func printStats(s daemon.Stats) {
 	}
 }
 
-var _ = errors.New
 var _ = context.Background

@@ -123,6 +123,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Output:     d.nic.output,
 		Logger:     d.log.With("host", "peer"),
 		OnLinkOnly: true,
+		// The peer host's NIC coalesces too, as a Linux receiver's would:
+		// gVisor's per-packet receive path is the most expensive step of
+		// an upload (profiled: 60% of the daemon's CPU at 1448 bytes a
+		// packet), and GRO halves it.
+		GRO: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the gVisor peer: %w", err)

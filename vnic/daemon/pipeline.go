@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ type engine struct {
 	txWSizes []int
 	txInject [][]byte
 	txOpt    segment.Options
+	txBig    overflow
 
 	// receive (wire → host), owned by the peer's output goroutine
 	rxMu      sync.Mutex // guards gro against Stats() from the control socket
@@ -55,6 +57,49 @@ type engine struct {
 	rxToWrite []int
 	rxSeg     [][]byte
 	rxSegSz   []int
+	rxBig     overflow
+}
+
+// overflow holds wire buffers for a super-packet with more segments than
+// the fixed buffers hold. A small MSS does that: with TCP_MAXSEG 88 a
+// 64 KiB super-packet is 860 segments, and the kernel's own GSO sends them
+// all. The buffers are carved on demand from one slab, each just big
+// enough for its segment, and kept for the next such packet.
+type overflow struct {
+	slab  []byte
+	bufs  [][]byte
+	sizes []int
+}
+
+// carve returns enough buffers for every segment of the n-byte
+// super-packet h describes, each of at most maxPacket bytes (segment's
+// MaxPacket; 0 for none), after offset bytes of headroom.
+func (o *overflow) carve(h virtio.Hdr, n, offset, maxPacket int) ([][]byte, []int) {
+	if maxPacket <= 0 {
+		maxPacket = maxFrame
+	}
+	// The headers copied in front of each segment: with NEEDS_CSUM the L4
+	// header starts at csum_start (segment checks it) and TCP's is at
+	// most 60 bytes; without, they are bounded only by the packet.
+	hdr := n
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		hdr = int(h.CsumStart) + 60
+	}
+	gso := max(int(h.GSOSize), 1)
+	mss := max(min(gso, maxPacket-hdr), 1) // the smallest payload per segment
+	count := (n + mss - 1) / mss
+	size := offset + min(maxPacket, hdr+gso)
+	if len(o.slab) < count*size {
+		o.slab = make([]byte, count*size)
+	}
+	if len(o.bufs) < count {
+		o.bufs = make([][]byte, count)
+		o.sizes = make([]int, count)
+	}
+	for i := range count {
+		o.bufs[i] = o.slab[i*size : (i+1)*size : (i+1)*size]
+	}
+	return o.bufs[:count], o.sizes[:count]
 }
 
 func newEngine(dev frameDev, p *peer.Peer, c *capture.NIC, st *stats, batch, mtu, hwMTU int) *engine {
@@ -65,8 +110,8 @@ func newEngine(dev frameDev, p *peer.Peer, c *capture.NIC, st *stats, batch, mtu
 		e.txFrames[i] = make([]byte, maxFrame)
 	}
 	e.txSizes = make([]int, batch)
-	// Enough wire buffers for one 64 KiB super-packet at the smallest
-	// sensible MSS, and then some: a bigger fan-out is sent in parts.
+	// Enough wire buffers for a batch of super-packets at the usual MSS;
+	// a bigger fan-out (a small MSS) goes through txBig.
 	const wireBufs = 512
 	e.txWire = make([][]byte, wireBufs)
 	for i := range e.txWire {
@@ -124,11 +169,27 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 		e.st.hostTXSuper.Add(1)
 	}
 	id := e.cap.HostTX(now, h, pkt)
+	if h.GSOType == virtio.GSONone && len(pkt) > e.hwMTU {
+		h = cutTCP(h, pkt, e.hwMTU)
+	}
 	n, err := segment.Segment(h, pkt, e.txWire[w:], e.txWSizes[w:], 0, e.txOpt)
 	if errors.Is(err, segment.ErrTooManySegments) && w > 0 {
 		e.inject(w)
 		w = 0
 		n, err = segment.Segment(h, pkt, e.txWire, e.txWSizes, 0, e.txOpt)
+	}
+	if errors.Is(err, segment.ErrTooManySegments) {
+		// More segments than txWire holds (w is 0 here): a small MSS.
+		bufs, sizes := e.txBig.carve(h, len(pkt), 0, e.hwMTU)
+		if n, err = segment.Segment(h, pkt, bufs, sizes, 0, e.txOpt); err == nil {
+			for i := 0; i < n; i++ {
+				bufs[i] = bufs[i][:sizes[i]]
+				e.st.wireOut.add(len(bufs[i]))
+				e.cap.Wire(now, capture.Out, bufs[i], capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
+			}
+			e.peer.Inject(bufs[:n])
+			return 0
+		}
 	}
 	if err != nil {
 		e.st.drop(segment.Reason(err))
@@ -141,6 +202,33 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 		e.txInject[w+i] = wp
 	}
 	return w + n
+}
+
+// cutTCP is the forcedeth NIC's TSO (Config.HWMTU below the MTU) for a
+// TCP packet the kernel did not mark GSO: a single segment of the MTU's
+// MSS, larger than the hardware MTU, is cut to fit like a super-packet.
+// It returns h with a TCP gso type and the gso_size that fills hwMTU, or h
+// unchanged for anything else (which segment then drops as too big).
+func cutTCP(h virtio.Hdr, pkt []byte, hwMTU int) virtio.Hdr {
+	var l4 int
+	var gso uint8
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4 && pkt[9] == 6 && binary.BigEndian.Uint16(pkt[6:])&0x3fff == 0:
+		l4, gso = int(pkt[0]&0xf)*4, virtio.GSOTCPv4 // TCP, not a fragment
+	case len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == 6:
+		l4, gso = 40, virtio.GSOTCPv6
+	default:
+		return h
+	}
+	if l4+20 > len(pkt) {
+		return h
+	}
+	hdrLen := l4 + int(pkt[l4+12]>>4)*4
+	if hdrLen >= hwMTU || hdrLen > len(pkt) {
+		return h
+	}
+	h.GSOType, h.GSOSize = gso, uint16(hwMTU-hdrLen)
+	return h
 }
 
 func (e *engine) inject(w int) {
@@ -163,6 +251,10 @@ func (e *engine) output(pkts []peer.Packet) {
 			e.flushRX(now)
 			n, err = segment.Segment(p.Hdr, p.Data, e.rxBufs, e.rxSegSz, virtio.Size, segment.Options{})
 		}
+		if errors.Is(err, segment.ErrTooManySegments) {
+			e.outputLarge(p, now)
+			continue
+		}
 		if err != nil {
 			e.st.dropPeer(segment.Reason(err))
 			continue
@@ -170,11 +262,7 @@ func (e *engine) output(pkts []peer.Packet) {
 		k := e.rxN
 		for j := 0; j < n; j++ {
 			b := e.rxBufs[e.rxN+j][:virtio.Size+e.rxSegSz[j]]
-			wp := b[virtio.Size:]
-			e.st.wireIn.add(len(wp))
-			e.cap.Wire(now, capture.In, wp, capture.Origin{})
-			if len(wp) > e.hwMTU {
-				e.st.drop(DropRXOverHWMTU)
+			if !e.admitRX(now, b[virtio.Size:]) {
 				continue
 			}
 			// Swap, not copy: every slot must keep its own buffer.
@@ -187,6 +275,43 @@ func (e *engine) output(pkts []peer.Packet) {
 		e.rxN = k
 	}
 	e.flushRX(now)
+}
+
+// admitRX counts and records a wire packet from the peer and reports
+// whether the NIC can receive it.
+func (e *engine) admitRX(now time.Time, wp []byte) bool {
+	e.st.wireIn.add(len(wp))
+	e.cap.Wire(now, capture.In, wp, capture.Origin{})
+	if len(wp) > e.hwMTU {
+		e.st.drop(DropRXOverHWMTU)
+		return false
+	}
+	return true
+}
+
+// outputLarge takes a peer super-packet with more segments than rxBufs
+// holds (a small MSS; rxBufs is empty here): it is segmented into overflow
+// buffers, then copied into rxBufs a batch (one GRO poll) at a time.
+func (e *engine) outputLarge(p *peer.Packet, now time.Time) {
+	bufs, sizes := e.rxBig.carve(p.Hdr, len(p.Data), 0, 0)
+	n, err := segment.Segment(p.Hdr, p.Data, bufs, sizes, 0, segment.Options{})
+	if err != nil {
+		e.st.dropPeer(segment.Reason(err))
+		return
+	}
+	for j := 0; j < n; j++ {
+		wp := bufs[j][:sizes[j]]
+		if !e.admitRX(now, wp) {
+			continue
+		}
+		if e.rxN == len(e.rxBufs) {
+			e.flushRX(now)
+		}
+		b := e.rxBufs[e.rxN][:virtio.Size+len(wp)]
+		copy(b[virtio.Size:], wp)
+		e.rxBufs[e.rxN] = b
+		e.rxN++
+	}
 }
 
 // flushRX runs GRO over the queued wire packets (one NAPI poll) and

@@ -31,6 +31,7 @@ type wgNIC struct {
 	rxBufs  [][]byte
 	rxSizes []int
 	rxN     int
+	rxBig   overflow
 	groOn   atomic.Bool
 }
 
@@ -101,6 +102,10 @@ func (n *wgNIC) output(pkts []peer.Packet) {
 			n.flush()
 			c, err = segment.Segment(p.Hdr, p.Data, n.rxBufs, n.rxSizes, wgOffset, segment.Options{})
 		}
+		if errors.Is(err, segment.ErrTooManySegments) {
+			n.outputLarge(p, now)
+			continue
+		}
 		if err != nil {
 			n.st.dropPeer(segment.Reason(err))
 			continue
@@ -114,6 +119,30 @@ func (n *wgNIC) output(pkts []peer.Packet) {
 		n.rxN += c
 	}
 	n.flush()
+}
+
+// outputLarge takes a peer super-packet with more segments than rxBufs
+// holds (a small MSS; rxBufs is empty here): segmented into overflow
+// buffers, then copied into rxBufs a batch at a time.
+func (n *wgNIC) outputLarge(p *peer.Packet, now time.Time) {
+	bufs, sizes := n.rxBig.carve(p.Hdr, len(p.Data), 0, 0)
+	c, err := segment.Segment(p.Hdr, p.Data, bufs, sizes, 0, segment.Options{})
+	if err != nil {
+		n.st.dropPeer(segment.Reason(err))
+		return
+	}
+	for j := 0; j < c; j++ {
+		wp := bufs[j][:sizes[j]]
+		n.st.wireIn.add(len(wp))
+		n.cap.Wire(now, capture.In, wp, capture.Origin{})
+		if n.rxN == len(n.rxBufs) {
+			n.flush()
+		}
+		b := n.rxBufs[n.rxN][:wgOffset+len(wp)]
+		copy(b[wgOffset:], wp)
+		n.rxBufs[n.rxN] = b
+		n.rxN++
+	}
 }
 
 func (n *wgNIC) flush() {
