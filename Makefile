@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: all build deps up test test-short race fuzz bench bench-micro bench-nic lint fmt clean
+.PHONY: all build deps up demo test test-short race fuzz bench bench-micro bench-nic lint fmt clean
 
 all: build
 
@@ -28,6 +28,12 @@ deps:
 NETNS ?= vnic
 up: deps build
 	./bin/vnic up --netns $(NETNS) --pcap vnic.pcapng
+
+## demo: the tso-capture lab (SCENARIOS.md story 1): ginger's tcpdump vs the
+##       wire vs basil's tcpdump, GSO on and off; lab-out/ gets the pcapng and
+##       report.html.
+demo: deps build
+	./bin/vnic lab run tso-capture --out lab-out
 
 ## test: every test; the root-only ones (kernel differential tests) run when root.
 ##       With CI=true a root-only test that would skip fails instead.

@@ -44,7 +44,7 @@ func (d *Daemon) setCapture(c *capture.NIC) {
 func (d *Daemon) setPeer(p *peer.Peer) {
 	switch n := d.nic.(type) {
 	case *vnicNIC:
-		n.peer = p
+		n.far = p
 	case *wgNIC:
 		n.peer = p
 	}

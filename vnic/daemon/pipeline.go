@@ -32,7 +32,7 @@ const maxFrame = virtio.Size + 65535
 // coalesce on the way in, a capture at each point.
 type engine struct {
 	dev   frameDev
-	peer  *peer.Peer
+	far   WireEnd // the far end of the wire: the peer, another NIC, a wire.Wire
 	cap   *capture.NIC
 	st    *stats
 	hwMTU int
@@ -58,7 +58,23 @@ type engine struct {
 	rxSeg     [][]byte
 	rxSegSz   []int
 	rxBig     overflow
+	rxPkts    []peer.Packet // receive: wire packets from another NIC, as peer packets
 }
+
+// WireEnd is the far end of a NIC's wire: whatever takes the wire-size
+// packets its transmit side puts on the cable. A *peer.Peer (the gVisor
+// host), another NIC's receive side (*NIC), a router interface, or a
+// wire.Wire with impairments in between (InjectFunc(w.Send)) all fit.
+// Inject must not keep pkts (nor their buffers) after it returns.
+type WireEnd interface {
+	Inject(pkts [][]byte)
+}
+
+// InjectFunc makes a function a WireEnd.
+type InjectFunc func(pkts [][]byte)
+
+// Inject calls f.
+func (f InjectFunc) Inject(pkts [][]byte) { f(pkts) }
 
 // overflow holds wire buffers for a super-packet with more segments than
 // the fixed buffers hold. A small MSS does that: with TCP_MAXSEG 88 a
@@ -102,8 +118,8 @@ func (o *overflow) carve(h virtio.Hdr, n, offset, maxPacket int) ([][]byte, []in
 	return o.bufs[:count], o.sizes[:count]
 }
 
-func newEngine(dev frameDev, p *peer.Peer, c *capture.NIC, st *stats, batch, mtu, hwMTU int) *engine {
-	e := &engine{dev: dev, peer: p, cap: c, st: st, hwMTU: hwMTU}
+func newEngine(dev frameDev, far WireEnd, c *capture.NIC, st *stats, batch, mtu, hwMTU int) *engine {
+	e := &engine{dev: dev, far: far, cap: c, st: st, hwMTU: hwMTU}
 	e.txOpt = segment.Options{MaxPacket: hwMTU}
 	e.txFrames = make([][]byte, batch)
 	for i := range e.txFrames {
@@ -187,7 +203,7 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 				e.st.wireOut.add(len(bufs[i]))
 				e.cap.Wire(now, capture.Out, bufs[i], capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
 			}
-			e.peer.Inject(bufs[:n])
+			e.far.Inject(bufs[:n])
 			return 0
 		}
 	}
@@ -233,7 +249,7 @@ func cutTCP(h virtio.Hdr, pkt []byte, hwMTU int) virtio.Hdr {
 
 func (e *engine) inject(w int) {
 	if w > 0 {
-		e.peer.Inject(e.txInject[:w])
+		e.far.Inject(e.txInject[:w])
 	}
 }
 
@@ -275,6 +291,21 @@ func (e *engine) output(pkts []peer.Packet) {
 		e.rxN = k
 	}
 	e.flushRX(now)
+}
+
+// receive takes wire packets (already segmented, checksums complete)
+// from the far end of a direct wire into the NIC: GRO, then the host. Like
+// output it must be called from one goroutine at a time.
+func (e *engine) receive(pkts [][]byte) {
+	if cap(e.rxPkts) < len(pkts) {
+		e.rxPkts = make([]peer.Packet, len(pkts))
+	}
+	ps := e.rxPkts[:len(pkts)]
+	for i, p := range pkts {
+		ps[i] = peer.Packet{Data: p}
+	}
+	e.output(ps)
+	clear(ps)
 }
 
 // admitRX counts and records a wire packet from the peer and reports

@@ -1,0 +1,185 @@
+package lab
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"vnic/vnic/capture"
+	"vnic/vnic/view"
+)
+
+// stepResult is what a step's run left for the expectations.
+type stepResult struct {
+	bytesWanted int64             // send: Traffic.Bytes
+	bytesSent   int64             // send: what traffic.Send counted
+	bytesRecv   int64             // send: what the receiving discard service read (-1: not ours)
+	pings       int               // ping: requests
+	replies     int               // ping: replies
+	err         error             // traffic error
+	ipv6        bool              // the traffic is IPv6
+	drops       map[string]uint64 // the step's drops, "<capture name>: reason"
+}
+
+// nicInfo is what an expectation needs to know about a host's NIC.
+type nicInfo struct {
+	ifname string // capture name
+	mtu    int
+	hwMTU  int
+}
+
+// dataSeg is a TCP data segment: its relative sequence range.
+type dataSeg struct{ seq, n int }
+
+func tcpData(pkts []view.Packet, ifname string, point capture.Point, dir capture.Dir) []view.Packet {
+	var out []view.Packet
+	for _, p := range pkts {
+		if p.Ifname != ifname || p.Point != point || !p.IsTCP() || p.Payload == 0 {
+			continue
+		}
+		if dir != capture.DirUnknown && p.Dir != dir {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func lens(pkts []view.Packet) string {
+	var b strings.Builder
+	for i, p := range pkts {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprint(&b, p.Payload)
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// mss is the expectation's MSS: Size, or the NIC MTU minus the headers
+// of the traffic (IPv4 or IPv6, TCP with timestamps).
+func mss(e Expectation, n nicInfo, r stepResult) int {
+	if e.Size > 0 {
+		return e.Size
+	}
+	if r.ipv6 {
+		return n.mtu - 72
+	}
+	return n.mtu - 52
+}
+
+// evaluate checks one expectation against a step's packets.
+func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.ExpectationResult {
+	switch e.Kind {
+	case ExpectHostTXAboveMSS, ExpectHostTXWithinMSS:
+		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+		m := mss(e, n, r)
+		above := 0
+		for _, p := range tx {
+			if p.Payload > m {
+				above++
+			}
+		}
+		detail := fmt.Sprintf("%d host-tx data segments, %d above %d: %s", len(tx), above, m, lens(tx))
+		if e.Kind == ExpectHostTXAboveMSS {
+			return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx has TCP segments longer than the MSS (%d)", n.ifname, m), Pass: above > 0, Detail: detail}
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("no %s host-tx TCP segment is longer than the MSS (%d)", n.ifname, m), Pass: above == 0 && len(tx) > 0, Detail: detail}
+	case ExpectHostTXPayloads:
+		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+		got := make([]int, len(tx))
+		for i, p := range tx {
+			got[i] = p.Payload
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx data segments are %v", n.ifname, e.Sizes), Pass: slices.Equal(got, e.Sizes), Detail: "seen: " + lens(tx)}
+	case ExpectWireMax:
+		limit := e.Size
+		if limit == 0 {
+			limit = n.hwMTU
+		}
+		count, largest, above := 0, 0, 0
+		for _, p := range pkts {
+			if p.Ifname != n.ifname || p.Point != capture.Wire {
+				continue
+			}
+			count++
+			l := p.IPLen
+			if !p.Valid || l == 0 {
+				l = p.Len
+			}
+			largest = max(largest, l)
+			if l > limit {
+				above++
+			}
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("no packet on %s's wire above %d bytes", n.ifname, limit), Pass: count > 0 && above == 0,
+			Detail: fmt.Sprintf("%d wire packets, largest %d, %d above %d", count, largest, above, limit)}
+	case ExpectHostTXEqualsWire:
+		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+		wire := tcpData(pkts, n.ifname, capture.Wire, capture.Out)
+		segs := func(ps []view.Packet) []dataSeg {
+			out := make([]dataSeg, len(ps))
+			for i, p := range ps {
+				out[i] = dataSeg{int(p.RelSeq), p.Payload}
+			}
+			return out
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx equals the wire (same TCP data segments)", n.ifname),
+			Pass:   len(tx) > 0 && slices.Equal(segs(tx), segs(wire)),
+			Detail: fmt.Sprintf("host-tx %d segments: %s; wire %d segments: %s", len(tx), lens(tx), len(wire), lens(wire))}
+	case ExpectBytesArrive:
+		if r.pings > 0 {
+			want := e.Count
+			if want == 0 {
+				want = r.pings
+			}
+			return view.ExpectationResult{Text: fmt.Sprintf("%d ping replies arrive", want), Pass: r.replies >= want && r.err == nil,
+				Detail: fmt.Sprintf("%d of %d replies%s", r.replies, r.pings, errNote(r.err))}
+		}
+		recv := "the receiver is not ours"
+		ok := r.err == nil && r.bytesSent == r.bytesWanted
+		if r.bytesRecv >= 0 {
+			recv = fmt.Sprintf("received %d", r.bytesRecv)
+			ok = ok && r.bytesRecv == r.bytesWanted
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("all %d bytes arrive", r.bytesWanted), Pass: ok,
+			Detail: fmt.Sprintf("sent %d, %s%s", r.bytesSent, recv, errNote(r.err))}
+	case ExpectNoReply:
+		return view.ExpectationResult{Text: "no ping reply comes back", Pass: r.pings > 0 && r.replies == 0,
+			Detail: fmt.Sprintf("%d of %d replies%s", r.replies, r.pings, errNote(r.err))}
+	case ExpectDrop:
+		total := uint64(0)
+		var seen []string
+		for k, v := range r.drops {
+			nic, reason, _ := strings.Cut(k, ": ")
+			if nic != n.ifname {
+				continue
+			}
+			seen = append(seen, fmt.Sprintf("%s %d", reason, v))
+			if e.Reason == "" || reason == e.Reason {
+				total += v
+			}
+		}
+		slices.Sort(seen)
+		what := "a packet"
+		if e.Reason != "" {
+			what = "a packet (" + e.Reason + ")"
+		}
+		detail := strings.Join(seen, ", ")
+		if detail == "" {
+			detail = "no drops"
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s drops %s and counts it", n.ifname, what), Pass: total > 0, Detail: detail}
+	}
+	return view.ExpectationResult{Text: e.Kind, Detail: "unknown expectation"}
+}
+
+func errNote(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " (" + err.Error() + ")"
+}

@@ -1,0 +1,151 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vnic/vnic/capture"
+	"vnic/vnic/kerneltest"
+	"vnic/vnic/nsutil"
+)
+
+// leftovers returns the namespaces of scenario name still there.
+func leftovers(t *testing.T, name string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(nsutil.RunDir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "lab-"+name+"-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestTSOCapture(t *testing.T) {
+	if testing.Short() {
+		t.Skip("root lab run")
+	}
+	kerneltest.RequireRoot(t)
+	s, ok := Lookup("tso-capture")
+	if !ok {
+		t.Fatal("no tso-capture")
+	}
+	before := len(leftovers(t, s.Name))
+	out := t.TempDir()
+	var stdout bytes.Buffer
+	res, err := Run(t.Context(), s, Options{Out: out, Stdout: &stdout})
+	t.Log("\n" + stdout.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed || res.Expectations == 0 {
+		t.Errorf("tso-capture: %d of %d expectations failed", res.Failed, res.Expectations)
+	}
+	html, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte("<svg")) {
+		t.Error("report.html has no SVG")
+	}
+	recs, err := capture.ReadFile(filepath.Join(out, "tso-capture.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := map[string]bool{}
+	for _, r := range recs {
+		points[r.Ifname+"@"+r.Point.String()] = true
+	}
+	for _, want := range []string{"ginger.eth0@host-tx", "ginger.eth0@wire", "basil.eth0@host-rx", "basil.eth0@wire"} {
+		if !points[want] {
+			t.Errorf("the pcapng has no packets at %s (has %v)", want, points)
+		}
+	}
+	for _, want := range []string{"Step 1/3: GSO on", "gso 1448", "PASSED"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if got := leftovers(t, s.Name); len(got) != before {
+		t.Errorf("namespaces left: %v", got)
+	}
+}
+
+// TestCancelledRunCleansUp: a run whose context is cancelled (Ctrl-C)
+// fails and leaves no namespace behind.
+func TestCancelledRunCleansUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("root lab run")
+	}
+	kerneltest.RequireRoot(t)
+	s, _ := Lookup("tso-capture")
+	s.Name = "tso-capture-cancel"
+	before := len(leftovers(t, s.Name))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := Run(ctx, s, Options{Out: t.TempDir(), Stdout: &bytes.Buffer{}})
+	if err == nil {
+		t.Fatal("a cancelled run succeeded")
+	}
+	if got := leftovers(t, s.Name); len(got) != before {
+		t.Errorf("namespaces left: %v", got)
+	}
+}
+
+func TestForcedeth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("root lab run")
+	}
+	kerneltest.RequireRoot(t)
+	s, _ := Lookup("forcedeth")
+	runPasses(t, s)
+}
+
+// TestPeerLink: a host against the gVisor peer (its discard service).
+func TestPeerLink(t *testing.T) {
+	if testing.Short() {
+		t.Skip("root lab run")
+	}
+	kerneltest.RequireRoot(t)
+	s := Scenario{
+		Name:  "peer-link",
+		Title: "ginger against the gVisor peer",
+		Hosts: []Host{{Name: "ginger", NIC: NIC{Name: "vnic0", Addrs: []string{"198.18.0.1/15", "fd00::1/64"}}}},
+		Links: []Link{{Kind: LinkPeer, A: "ginger", B: "basil"}},
+		Steps: []Step{{
+			Name:    "GSO on",
+			Traffic: Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 10000},
+			Expect:  []Expectation{{Kind: ExpectHostTXAboveMSS}, {Kind: ExpectWireMax}, {Kind: ExpectBytesArrive}},
+		}, {
+			Name:    "ping over IPv6",
+			Traffic: Traffic{Kind: TrafficPing, From: "ginger", To: "basil", IPv6: true, Size: 100, Count: 2},
+			Expect:  []Expectation{{Kind: ExpectBytesArrive}},
+		}},
+	}
+	runPasses(t, s)
+}
+
+func runPasses(t *testing.T, s Scenario) {
+	t.Helper()
+	before := len(leftovers(t, s.Name))
+	var stdout bytes.Buffer
+	res, err := Run(t.Context(), s, Options{Out: t.TempDir(), Stdout: &stdout})
+	t.Log("\n" + stdout.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Passed || res.Expectations == 0 {
+		t.Errorf("%s: %d of %d expectations failed", s.Name, res.Failed, res.Expectations)
+	}
+	if got := leftovers(t, s.Name); len(got) != before {
+		t.Errorf("namespaces left: %v", got)
+	}
+}

@@ -1,0 +1,53 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBuiltinValid(t *testing.T) {
+	if len(Builtin()) == 0 {
+		t.Fatal("no built-in scenarios")
+	}
+	for _, s := range Builtin() {
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: %v", s.Name, err)
+		}
+		if got, ok := Lookup(s.Name); !ok || got.Name != s.Name {
+			t.Errorf("Lookup(%q) = %v", s.Name, ok)
+		}
+	}
+	if _, ok := Lookup("nope"); ok {
+		t.Error("Lookup(nope) found something")
+	}
+}
+
+func TestValidateRejects(t *testing.T) {
+	base, _ := Lookup("tso-capture")
+	for name, mutate := range map[string]func(*Scenario){
+		"no name":        func(s *Scenario) { s.Name = "" },
+		"bad address":    func(s *Scenario) { s.Hosts[0].NIC.Addrs = []string{"198.18.0.1"} },
+		"unknown host":   func(s *Scenario) { s.Links[0].B = "cumin" },
+		"two links":      func(s *Scenario) { s.Links = append(s.Links, Link{Kind: LinkPeer, A: "ginger", B: "p"}) },
+		"link kind":      func(s *Scenario) { s.Links[0].Kind = "router" },
+		"traffic kind":   func(s *Scenario) { s.Steps[0].Traffic.Kind = "iperf" },
+		"expectation":    func(s *Scenario) { s.Steps[0].Expect = []Expectation{{Kind: "magic"}} },
+		"setup host":     func(s *Scenario) { s.Steps[1].Setup[0].Host = "cumin" },
+		"service":        func(s *Scenario) { s.Hosts[1].Services = []string{"echo"} },
+		"duplicate host": func(s *Scenario) { s.Hosts[1].Name = "ginger" },
+	} {
+		s := base
+		s.Hosts = append([]Host(nil), base.Hosts...)
+		s.Links = append([]Link(nil), base.Links...)
+		s.Steps = append([]Step(nil), base.Steps...)
+		for i := range s.Steps {
+			s.Steps[i].Setup = append([]Cmd(nil), s.Steps[i].Setup...)
+		}
+		mutate(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.Contains(err.Error(), "lab") {
+			t.Errorf("%s: error %q does not say where", name, err)
+		}
+	}
+}
