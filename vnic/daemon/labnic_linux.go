@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -22,14 +21,23 @@ const (
 	// NIC's hidden TSO).
 	ModelStandard = "standard"
 	// ModelTSOPassthrough puts super-packets on the wire unsegmented, as
-	// VMXNET3 does between VMs (SCENARIOS.md story 4). Not implemented yet.
+	// VMXNET3 does between VMs (SCENARIOS.md story 4): a GSO frame leaves
+	// as one IP packet of up to 64 KiB, checksum completed, headers
+	// (DF, lengths) as the kernel built them. Packets that are not
+	// super-packets go out as with ModelStandard.
 	ModelTSOPassthrough = "tso-passthrough"
 	// ModelNoCsum leaves partial checksums incomplete on the wire
-	// (SCENARIOS.md story 5). Not implemented yet.
+	// (SCENARIOS.md story 5): TSO segments and packets the kernel left
+	// CHECKSUM_PARTIAL (virtio NEEDS_CSUM) go on the wire with only the
+	// pseudo-header sum in the TCP/UDP checksum field, so the receiver's
+	// kernel drops them (TcpInCsumErrors). With `ethtool -K dev tx off`
+	// the kernel checksums (and segments) in software and the packets
+	// arrive.
 	ModelNoCsum = "no-csum"
 )
 
-// ErrModel is returned by OpenNIC for a model that is not implemented.
+// ErrModel is returned by OpenNIC for a model that is not implemented
+// (none at present; kept for callers that test for it).
 var ErrModel = errors.New("NIC model not implemented")
 
 // NICConfig is one NIC of a lab: a TUN device in an existing namespace
@@ -72,11 +80,9 @@ func (c *NICConfig) normalize() error {
 	switch c.Model {
 	case "":
 		c.Model = ModelStandard
-	case ModelStandard:
-	case ModelTSOPassthrough, ModelNoCsum:
-		return fmt.Errorf("%w: %q (only %q so far)", ErrModel, c.Model, ModelStandard)
+	case ModelStandard, ModelTSOPassthrough, ModelNoCsum:
 	default:
-		return cfgErr("NIC model %q: use %q", c.Model, ModelStandard)
+		return cfgErr("NIC model %q: use %q, %q or %q", c.Model, ModelStandard, ModelTSOPassthrough, ModelNoCsum)
 	}
 	if c.Batch == 0 {
 		c.Batch = 64
@@ -104,6 +110,7 @@ type NIC struct {
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
+	mu     sync.Mutex // guards cfg.Model
 }
 
 // OpenNIC creates and configures the TUN device (addresses, MTU, up) in
@@ -138,6 +145,7 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 		return nil, err
 	}
 	n.e = newEngine(n.dev, nil, cfg.Capture, n.st, cfg.Batch, cfg.MTU, cfg.HWMTU)
+	n.e.setModel(cfg.Model)
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
@@ -158,11 +166,31 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 	return n, nil
 }
 
+// SetModel switches the NIC's model at run time (the daemon's own knob,
+// where the real NIC has no ethtool switch): ModelStandard,
+// ModelTSOPassthrough or ModelNoCsum. It takes effect with the next frame
+// the host sends.
+func (n *NIC) SetModel(model string) error {
+	c := NICConfig{Model: model, MTU: n.cfg.MTU, HWMTU: n.cfg.HWMTU}
+	if err := c.normalize(); err != nil {
+		return err
+	}
+	n.e.setModel(c.Model)
+	n.mu.Lock()
+	n.cfg.Model = c.Model
+	n.mu.Unlock()
+	return nil
+}
+
 // Name returns the interface name.
 func (n *NIC) Name() string { return n.cfg.Name }
 
 // Config returns the normalized configuration.
-func (n *NIC) Config() NICConfig { return n.cfg }
+func (n *NIC) Config() NICConfig {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfg
+}
 
 // Connect sets the far end of the wire; call it before Start.
 func (n *NIC) Connect(far WireEnd) { n.e.far = far }

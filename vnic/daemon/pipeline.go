@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"vnic/coalesce"
 	"vnic/segment"
 	"vnic/vnic/capture"
@@ -36,6 +38,10 @@ type engine struct {
 	cap   *capture.NIC
 	st    *stats
 	hwMTU int
+	// the NIC model (labs; SetModel): passthrough is ModelTSOPassthrough,
+	// noCsum ModelNoCsum, neither ModelStandard
+	passthrough atomic.Bool
+	noCsum      atomic.Bool
 
 	// transmit (host → wire), owned by the tx goroutine
 	txFrames [][]byte
@@ -45,6 +51,7 @@ type engine struct {
 	txInject [][]byte
 	txOpt    segment.Options
 	txBig    overflow
+	txPass   []byte // ModelTSOPassthrough: the super-packet going out whole
 
 	// receive (wire → host), owned by the peer's output goroutine
 	rxMu      sync.Mutex // guards gro against Stats() from the control socket
@@ -151,6 +158,13 @@ func newEngine(dev frameDev, far WireEnd, c *capture.NIC, st *stats, batch, mtu,
 	return e
 }
 
+// setModel switches the NIC model (ModelStandard, ModelTSOPassthrough or
+// ModelNoCsum; "" is ModelStandard); it takes effect with the next frame.
+func (e *engine) setModel(m string) {
+	e.passthrough.Store(m == ModelTSOPassthrough)
+	e.noCsum.Store(m == ModelNoCsum)
+}
+
 // setGRO follows the kernel's feature flag (ethtool -K dev gro on|off).
 func (e *engine) setGRO(on bool) { e.groOn.Store(on) }
 
@@ -185,6 +199,23 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 		e.st.hostTXSuper.Add(1)
 	}
 	id := e.cap.HostTX(now, h, pkt)
+	if e.passthrough.Load() && h.GSOType != virtio.GSONone {
+		// Between VMs nothing segments: the super-packet goes on the wire
+		// whole, checksum completed (wire buffers are MTU-sized, so it
+		// goes out on its own).
+		e.inject(w)
+		if cap(e.txPass) < len(pkt) {
+			e.txPass = make([]byte, maxFrame)
+		}
+		wp := e.txPass[:len(pkt)]
+		copy(wp, pkt)
+		completeChecksum(wp, h)
+		e.st.wireOut.add(len(wp))
+		e.cap.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: 0, Count: 1})
+		e.txInject[0] = wp
+		e.far.Inject(e.txInject[:1])
+		return 0
+	}
 	if h.GSOType == virtio.GSONone && len(pkt) > e.hwMTU {
 		h = cutTCP(h, pkt, e.hwMTU)
 	}
@@ -200,6 +231,7 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 		if n, err = segment.Segment(h, pkt, bufs, sizes, 0, e.txOpt); err == nil {
 			for i := 0; i < n; i++ {
 				bufs[i] = bufs[i][:sizes[i]]
+				e.leavePartial(h, bufs[i])
 				e.st.wireOut.add(len(bufs[i]))
 				e.cap.Wire(now, capture.Out, bufs[i], capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
 			}
@@ -213,11 +245,72 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 	}
 	for i := 0; i < n; i++ {
 		wp := e.txWire[w+i][:e.txWSizes[w+i]]
+		e.leavePartial(h, wp)
 		e.st.wireOut.add(len(wp))
 		e.cap.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
 		e.txInject[w+i] = wp
 	}
 	return w + n
+}
+
+// completeChecksum completes a CHECKSUM_PARTIAL packet (NEEDS_CSUM: the
+// field at csum_start+csum_offset holds the pseudo-header sum) as a NIC
+// does.
+func completeChecksum(pkt []byte, h virtio.Hdr) {
+	if h.Flags&virtio.FlagNeedsCsum == 0 {
+		return
+	}
+	cs, co := int(h.CsumStart), int(h.CsumOffset)
+	if cs+co+2 > len(pkt) {
+		return
+	}
+	binary.BigEndian.PutUint16(pkt[cs+co:], 0)
+	binary.BigEndian.PutUint16(pkt[cs+co:], ^checksum.Checksum(pkt[cs:], pseudoSum(pkt, len(pkt)-cs)))
+}
+
+// leavePartial is ModelNoCsum: a wire packet cut from a frame the kernel
+// left to the NIC to checksum (NEEDS_CSUM) goes out with only the
+// pseudo-header sum in its TCP/UDP checksum field, as the kernel wrote it
+// (uncomplemented), instead of the complete checksum: the receiver drops
+// it. Packets the kernel checksummed itself pass unchanged.
+func (e *engine) leavePartial(h virtio.Hdr, wp []byte) {
+	if !e.noCsum.Load() || h.Flags&virtio.FlagNeedsCsum == 0 {
+		return
+	}
+	cs, co := int(h.CsumStart), int(h.CsumOffset)
+	if cs+co+2 > len(wp) {
+		return
+	}
+	binary.BigEndian.PutUint16(wp[cs+co:], pseudoSum(wp, len(wp)-cs))
+}
+
+// pseudoSum is the folded, uncomplemented TCP/UDP pseudo-header sum of the
+// IP packet pkt for an L4 length of l4len (0 for what is not IPv4/IPv6).
+func pseudoSum(pkt []byte, l4len int) uint16 {
+	var b [40]byte
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		copy(b[0:8], pkt[12:20])
+		b[9] = pkt[9]
+		binary.BigEndian.PutUint16(b[10:], uint16(l4len))
+		return checksum.Checksum(b[:12], 0)
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		copy(b[0:32], pkt[8:40])
+		binary.BigEndian.PutUint32(b[32:], uint32(l4len))
+		b[39] = l4Proto6(pkt)
+		return checksum.Checksum(b[:40], 0)
+	}
+	return 0
+}
+
+// l4Proto6 is the upper-layer protocol of an IPv6 packet: the next header,
+// skipping hop-by-hop, routing and destination options headers.
+func l4Proto6(pkt []byte) uint8 {
+	nh, off := pkt[6], 40
+	for (nh == 0 || nh == 43 || nh == 60) && off+8 <= len(pkt) {
+		nh, off = pkt[off], off+(int(pkt[off+1])+1)*8
+	}
+	return nh
 }
 
 // cutTCP is the forcedeth NIC's TSO (Config.HWMTU below the MTU) for a

@@ -1,10 +1,13 @@
 package lab
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // Builtin returns the built-in scenarios, sorted by name.
 func Builtin() []Scenario {
-	s := []Scenario{tsoCapture(), forcedeth()}
+	s := []Scenario{tsoCapture(), forcedeth(), groRouter(), jumboFirewall(), checksumScenario()}
 	slices.SortFunc(s, func(a, b Scenario) int {
 		switch {
 		case a.Name < b.Name:
@@ -158,6 +161,216 @@ func forcedeth() Scenario {
 				Explanation: "With the MTU matching the hardware, the kernel fragments into pieces of at most " +
 					"1500 bytes, every one fits the NIC, server2 reassembles the datagram and replies " +
 					"(also in fragments).",
+			},
+		},
+	}
+}
+
+// stalled is a send that is given up after a few seconds: long enough for
+// a healthy run to move every byte many times over.
+func stalled(from, to string, v6 bool) Traffic {
+	return Traffic{Kind: TrafficSend, From: from, To: to, IPv6: v6, Bytes: 4 << 20, Duration: 3 * time.Second, Timeout: 2 * time.Second}
+}
+
+// routed are two hosts on two subnets with a router between them:
+// a (198.18.1.2, fd00:1::2) ↔ router eth1 | router eth0 ↔ b (198.18.2.2,
+// fd00:2::2).
+func routed(a, b string, aNIC, bNIC NIC) []Host {
+	aNIC.Name, aNIC.Addrs = "eth0", []string{"198.18.1.2/24", "fd00:1::2/64"}
+	bNIC.Name, bNIC.Addrs = "eth0", []string{"198.18.2.2/24", "fd00:2::2/64"}
+	return []Host{
+		{Name: a, NIC: aNIC, Routes: []string{"198.18.2.0/24", "fd00:2::/64"}},
+		{Name: b, NIC: bNIC, Routes: []string{"198.18.1.0/24", "fd00:1::/64"}, Services: []string{"discard"}},
+	}
+}
+
+// groRouter is SCENARIOS.md story 3: the Debian 3.2.60 router whose GRO
+// broke forwarding.
+func groRouter() Scenario {
+	return Scenario{
+		Name:  "gro-router",
+		Title: "The router whose GRO broke forwarding (Debian 3.2.60, 2014)",
+		Story: "A Linux router (kernel 3.2.60, GRO on) between web servers and clients. Small requests " +
+			"pass; large responses do not: GRO merges MTU-sized packets on receive, the forwarding path " +
+			"checks the merged length against the client-side MTU, refuses, and sends ICMP \"fragmentation " +
+			"needed, mtu 1500\" to the server, which cannot act on it (1500 is the MTU it already uses): " +
+			"the transfer stalls. `ethtool -K eth1 gro off` on the router fixes it.",
+		Hosts: routed("web", "client", NIC{MTU: 1500}, NIC{MTU: 1500}),
+		Links: []Link{}, // the router is the link
+		Routers: []Router{{
+			Name: "router",
+			Ifaces: []RouterIface{
+				{Name: "eth1", Host: "web", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, GRO: GROBuggy2014},
+				{Name: "eth0", Host: "client", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
+			},
+		}},
+		Steps: []Step{
+			{
+				Name: "GRO on the router (the 3.2.60 bug)",
+				Description: "The web server sends a 4 MiB response to the client through the router (GRO on " +
+					"eth1, the server side; MTU 1500 everywhere); given up after 3 s.",
+				Traffic: stalled("web", "client", false),
+				Expect: []Expectation{
+					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+				},
+				Explanation: "The web server's wire carries nothing above 1500 bytes, all with DF. The router's " +
+					"GRO merges them into packets of small multiples of 1448 bytes and forwards the merged " +
+					"packet whole: too big for eth0's 1500, so it drops it and answers \"frag needed, mtu " +
+					"1500\" (look for it arriving on web's wire). The server's path MTU already is 1500: " +
+					"nothing to lower, it retransmits after a timeout, the retransmissions meet the same fate " +
+					"whenever several of them reach the router together, and the transfer crawls to a halt " +
+					"(drops: the router's counters).",
+			},
+			{
+				Name:        "ethtool -K eth1 gro off on the router",
+				Description: "GRO off on the router's eth1 (`ethtool -K eth1 gro off`), then the same response.",
+				Router:      []RouterChange{{Router: "router", Iface: "eth1", GRO: GROOff}},
+				Traffic:     Traffic{Kind: TrafficSend, From: "web", To: "client", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectBytesArrive},
+					{Kind: ExpectWireMax, Host: "web", Size: 1500},
+				},
+				Explanation: "Without GRO each 1500-byte packet meets the MTU check on its own and passes: the " +
+					"response arrives whole. (The web server's TSO/GSO never mattered: its wire always " +
+					"carried 1500-byte packets.)",
+			},
+		},
+	}
+}
+
+// jumboFirewall is SCENARIOS.md story 4: TSO super-packets through a
+// virtual switch that does not segment, into a 1500-byte firewall.
+func jumboFirewall() Scenario {
+	dropJumbo := FirewallRule{Name: "drop-jumbo", Iface: "eth0", DropAbove: 1500, ICMP: true}
+	clamp := []FirewallRule{dropJumbo,
+		{Name: "clamp-syn", Iface: "eth0", ClampMSS: 1400},
+		{Name: "clamp-synack", Iface: "eth1", ClampMSS: 1400}}
+	return Scenario{
+		Name:  "jumbo-firewall",
+		Title: "Jumbo super-packets into a 1500-byte firewall (VMXNET3)",
+		Story: "VMware guests with VMXNET3 NICs behind an iptables firewall VM: big transfers lock up. The " +
+			"guest's TSO hands the virtual switch super-packets larger than 1500 bytes with DF set — " +
+			"between VMs nothing segments them — and the firewall drops them, telling the sender to " +
+			"fragment. MSS clamping does not help: the packets are big because of TSO, not because of " +
+			"the MSS. `ethtool -K eth0 tso off` on the guest fixes it.",
+		Hosts: routed("guest", "server", NIC{MTU: 1500, Model: "tso-passthrough"}, NIC{MTU: 1500}),
+		Links: []Link{}, // the router is the link
+		Routers: []Router{{
+			Name: "firewall",
+			Ifaces: []RouterIface{
+				{Name: "eth0", Host: "guest", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, MaxReceive: 65535},
+				{Name: "eth1", Host: "server", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
+			},
+			Firewall: []FirewallRule{dropJumbo},
+		}},
+		Steps: []Step{
+			{
+				Name:        "TSO on, super-packets cross the virtual switch",
+				Description: "The guest (VMXNET3-like NIC: tso-passthrough) sends 4 MiB to the server through the firewall; given up after 3 s.",
+				Traffic:     stalled("guest", "server", false),
+				Expect: []Expectation{
+					{Kind: ExpectWireAbove, Host: "guest", Size: 1500},
+					{Kind: ExpectICMPFragNeeded, Host: "guest", Size: 1500},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall drop-jumbo: dropped"},
+				},
+				Explanation: "The guest's wire column carries the kernel's super-packets unsegmented (far above " +
+					"1500 bytes, DF set). The firewall drops each and answers \"frag needed, mtu 1500\"; the " +
+					"guest's MTU already is 1500, so the kernel keeps building super-packets: only lone " +
+					"retransmissions of one MSS get through, and the transfer hangs.",
+			},
+			{
+				Name: "MSS clamping on the firewall (does not help)",
+				Description: "TCPMSS --set-mss 1400 on the firewall for SYNs both ways (as --clamp-mss-to-pmtu " +
+					"is tried in the story), then the same 4 MiB.",
+				Router:  []RouterChange{{Router: "firewall", Firewall: &clamp}},
+				Traffic: stalled("guest", "server", false),
+				Expect: []Expectation{
+					{Kind: ExpectWireAbove, Host: "guest", Size: 1500},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall clamp-synack: syn mss clamped"},
+				},
+				Explanation: "The SYNs now carry MSS 1400 (see the clamp counters), so each super-packet is " +
+					"made of 1400-byte segments — but it is still one packet of up to 64 KiB on the wire: " +
+					"TSO, not the MSS, makes it big. Still dropped, still hanging.",
+			},
+			{
+				Name:        "ethtool -K eth0 tso off on the guest",
+				Description: "`ethtool -K eth0 tso off` on the guest, then the same 4 MiB.",
+				Setup:       []Cmd{{Host: "guest", Run: "ethtool -K eth0 tso off"}},
+				Traffic:     Traffic{Kind: TrafficSend, From: "guest", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectBytesArrive},
+					{Kind: ExpectWireMax, Host: "guest", Size: 1500},
+				},
+				Explanation: "Without TSO the kernel segments (GSO) before the NIC: nothing above the MTU " +
+					"reaches the virtual switch, the firewall passes everything, the transfer completes.",
+			},
+		},
+	}
+}
+
+// checksumScenario is SCENARIOS.md story 5: checksum offload, "bad
+// checksum" in the capture, and a NIC that really leaves them bad.
+func checksumScenario() Scenario {
+	return Scenario{
+		Name:  "checksum",
+		Title: "Checksum offload: \"bad checksum\" in the capture",
+		Story: "With transmit checksum offload the kernel leaves only the pseudo-header sum in the TCP " +
+			"checksum field and the NIC fills in the rest: the sender's capture shows every outgoing " +
+			"checksum as wrong (\"incorrect, maybe caused by TCP checksum offload\"), the wire carries " +
+			"correct ones. The opposite failure: a NIC or tunnel that does not complete the checksum puts " +
+			"bad checksums on the wire and the receiver drops the packets (the VXLAN/flannel " +
+			"`tx-checksum-ip-generic off` workaround).",
+		Hosts: []Host{
+			{Name: "ginger", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.1/15", "fd00::1/64"}, MTU: 1500}},
+			{Name: "basil", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.2/15", "fd00::2/64"}, MTU: 1500}, Services: []string{"discard"}},
+		},
+		Links: []Link{{Kind: LinkWire, A: "ginger", B: "basil"}},
+		Steps: []Step{
+			{
+				Name:        "checksum offload, a NIC that completes",
+				Description: "ginger sends 100,000 bytes to basil; its NIC completes checksums (standard).",
+				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 100000},
+				Expect: []Expectation{
+					{Kind: ExpectHostTXChecksumsPartial},
+					{Kind: ExpectWireChecksumsComplete},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "ginger's host-tx column is its tcpdump: every TCP checksum is partial (only the " +
+					"pseudo-header sum; Wireshark says incorrect or partial). The NIC completes them after " +
+					"the capture point: the wire column's checksums verify, and basil gets every byte.",
+			},
+			{
+				Name: "a NIC that does not complete checksums",
+				Description: "ginger's NIC switched to model no-csum (the daemon's knob), then the same " +
+					"100,000 bytes; given up after 3 s.",
+				Models: []ModelChange{{Host: "ginger", Model: "no-csum"}},
+				Traffic: Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 100000,
+					Duration: 3 * time.Second, Timeout: 2 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectWireChecksumsBad},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "basil", Reason: "kernel TcpInCsumErrors"},
+				},
+				Explanation: "The kernel still offloads the checksum, but the NIC puts the partial checksum on " +
+					"the wire as it is: basil's kernel finds every segment (even the SYN) corrupt, drops it " +
+					"and counts it (TcpInCsumErrors); the connection never gets anywhere.",
+			},
+			{
+				Name:        "ethtool -K eth0 tx off on the sender",
+				Description: "`ethtool -K eth0 tx off` on ginger (NIC still no-csum), then the same 100,000 bytes.",
+				Setup:       []Cmd{{Host: "ginger", Run: "ethtool -K eth0 tx off"}},
+				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 100000, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectWireChecksumsComplete},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "With transmit checksum offload off the kernel computes every checksum itself " +
+					"(and, since TSO needs it, segments in software too): the host-tx capture now shows " +
+					"correct checksums, the NIC has nothing left to complete, and the transfer works again.",
 			},
 		},
 	}

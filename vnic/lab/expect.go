@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"vnic/vnic/capture"
 	"vnic/vnic/view"
@@ -19,6 +20,7 @@ type stepResult struct {
 	err         error             // traffic error
 	ipv6        bool              // the traffic is IPv6
 	drops       map[string]uint64 // the step's drops, "<capture name>: reason"
+	duration    time.Duration     // send: Traffic.Duration
 }
 
 // nicInfo is what an expectation needs to know about a host's NIC.
@@ -173,6 +175,88 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			detail = "no drops"
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("%s drops %s and counts it", n.ifname, what), Pass: total > 0, Detail: detail}
+	case ExpectICMPFragNeeded:
+		want := e.Size
+		if want == 0 {
+			want = 1500
+		}
+		count, other := 0, map[int]int{}
+		for _, p := range pkts {
+			if p.Ifname != n.ifname || p.Point != capture.Wire || p.Dir != capture.In || p.ICMP == nil {
+				continue
+			}
+			ic := p.ICMP
+			if ic.V6 && ic.Type == 2 || !ic.V6 && ic.Type == 3 && ic.Code == 4 {
+				if ic.MTU == want {
+					count++
+				} else {
+					other[ic.MTU]++
+				}
+			}
+		}
+		detail := fmt.Sprintf("%d frag needed / packet too big with mtu %d on %s's wire", count, want, n.ifname)
+		if len(other) > 0 {
+			detail += fmt.Sprintf(", others by mtu: %v", other)
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s receives ICMP \"frag needed, mtu %d\"", n.ifname, want), Pass: count > 0, Detail: detail}
+	case ExpectStalls:
+		within := ""
+		if r.duration > 0 {
+			within = fmt.Sprintf(" within %v", r.duration)
+		}
+		ok := r.bytesSent < r.bytesWanted
+		recv := "the receiver is not ours"
+		if r.bytesRecv >= 0 {
+			recv = fmt.Sprintf("received %d", r.bytesRecv)
+			ok = r.bytesRecv < r.bytesWanted/2
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("the transfer of %d bytes stalls (less than half arrives%s)", r.bytesWanted, within), Pass: ok,
+			Detail: fmt.Sprintf("sent %d, %s%s", r.bytesSent, recv, errNote(r.err))}
+	case ExpectWireAbove:
+		limit := e.Size
+		if limit == 0 {
+			limit = 1500
+		}
+		count, largest, above := 0, 0, 0
+		for _, p := range pkts {
+			if p.Ifname != n.ifname || p.Point != capture.Wire || p.Dir != capture.Out {
+				continue
+			}
+			count++
+			l := p.IPLen
+			if !p.Valid || l == 0 {
+				l = p.Len
+			}
+			largest = max(largest, l)
+			if l > limit {
+				above++
+			}
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s puts packets above %d bytes on the wire", n.ifname, limit), Pass: above > 0,
+			Detail: fmt.Sprintf("%d wire packets out, largest %d, %d above %d", count, largest, above, limit)}
+	case ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad:
+		point, dir := capture.Wire, capture.Out
+		if e.Kind == ExpectHostTXChecksumsPartial {
+			point, dir = capture.HostTX, capture.DirUnknown
+		}
+		by := map[view.Csum]int{}
+		total := 0
+		for _, p := range pkts {
+			if p.Ifname != n.ifname || p.Point != point || !p.IsTCP() || (dir != capture.DirUnknown && p.Dir != dir) {
+				continue
+			}
+			total++
+			by[p.Csum]++
+		}
+		detail := fmt.Sprintf("%d TCP packets: %d complete, %d partial, %d bad", total, by[view.CsumComplete], by[view.CsumPartial], by[view.CsumBad])
+		switch e.Kind {
+		case ExpectHostTXChecksumsPartial:
+			return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx shows partial (\"bad\") TCP checksums", n.ifname), Pass: by[view.CsumPartial] > 0, Detail: detail}
+		case ExpectWireChecksumsComplete:
+			return view.ExpectationResult{Text: fmt.Sprintf("every TCP checksum %s puts on the wire is complete", n.ifname), Pass: total > 0 && by[view.CsumComplete] == total, Detail: detail}
+		default:
+			return view.ExpectationResult{Text: fmt.Sprintf("the TCP checksums %s puts on the wire are bad", n.ifname), Pass: total > 0 && by[view.CsumComplete] == 0, Detail: detail}
+		}
 	}
 	return view.ExpectationResult{Text: e.Kind, Detail: "unknown expectation"}
 }

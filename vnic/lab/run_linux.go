@@ -44,6 +44,7 @@ type runner struct {
 	addrs   map[string][]netip.Prefix // host or peer → addresses
 	discard map[string]*discardService
 	wires   map[string]*wire.Wire // "a→b"
+	routers map[string]*labRouter
 	pcap    *capture.Writer
 
 	mu      sync.Mutex
@@ -76,7 +77,8 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 	_, _ = rand.Read(rnd[:])
 	r := &runner{s: s, opt: opt, log: opt.Logger, suffix: hex.EncodeToString(rnd[:]),
 		ns: map[string]string{}, nics: map[string]*daemon.NIC{}, info: map[string]nicInfo{},
-		addrs: map[string][]netip.Prefix{}, discard: map[string]*discardService{}, wires: map[string]*wire.Wire{}}
+		addrs: map[string][]netip.Prefix{}, discard: map[string]*discardService{}, wires: map[string]*wire.Wire{},
+		routers: map[string]*labRouter{}}
 	defer r.teardown()
 
 	res.Pcap = filepath.Join(opt.Out, s.Name+".pcapng")
@@ -204,6 +206,9 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 		}
 	}
 
+	if err := r.setupRouters(ctx); err != nil {
+		return err
+	}
 	for _, h := range s.Hosts {
 		for range h.Services { // only "discard" so far (Validate)
 			d, err := startDiscard(r.ns[h.Name], traffic.PortDiscard)
@@ -289,6 +294,14 @@ func (r *runner) drops() map[string]uint64 {
 		for k, v := range r.nics[h.Name].Stats().Drops {
 			m[capName(h)+": "+k] = v
 		}
+		for k, v := range kernelCounters(r.ns[h.Name]) {
+			m[capName(h)+": "+k] = v
+		}
+	}
+	for name, lr := range r.routers {
+		for k, v := range lr.counters() {
+			m[name+": "+k] = v
+		}
 	}
 	for name, w := range r.wires {
 		st := w.Stats()
@@ -323,7 +336,20 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 		}
 		sr.setupLog = append(sr.setupLog, fmt.Sprintf("[%s]# %s%s", c.Host, c.Run, indent(out)))
 	}
-	if len(st.Setup) > 0 {
+	for _, c := range st.Router {
+		lines, err := r.routers[c.Router].apply(c)
+		if err != nil {
+			return sr, err
+		}
+		sr.setupLog = append(sr.setupLog, lines...)
+	}
+	for _, m := range st.Models {
+		if err := r.nics[m.Host].SetModel(m.Model); err != nil {
+			return sr, fmt.Errorf("host %s: %w", m.Host, err)
+		}
+		sr.setupLog = append(sr.setupLog, fmt.Sprintf("[%s] vnic NIC model of %s → %s    (the daemon's own knob: no ethtool switch for this)", m.Host, r.nics[m.Host].Name(), m.Model))
+	}
+	if len(st.Setup)+len(st.Router)+len(st.Models) > 0 {
 		time.Sleep(50 * time.Millisecond) // let the NICs follow ethtool
 		sr.start = time.Now()             // the window shows the traffic only
 	}
@@ -340,13 +366,21 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 			recv0 = d.bytes.Load()
 		}
 		addr := net.JoinHostPort(dst.String(), fmt.Sprint(traffic.PortDiscard))
-		res, err := traffic.Send(ctx, traffic.Options{Netns: r.ns[t.From], Addr: addr, Bytes: t.Bytes})
+		res, err := traffic.Send(ctx, traffic.Options{Netns: r.ns[t.From], Addr: addr, Bytes: t.Bytes,
+			Duration: t.Duration, Timeout: t.Timeout})
 		if ctx.Err() != nil {
 			return sr, ctx.Err()
 		}
 		sr.res.bytesWanted, sr.res.bytesSent, sr.res.err = t.Bytes, res.Bytes, err
+		sr.res.duration = t.Duration
 		if d != nil {
 			d.waitIdle(time.Second)
+			if d.active.Load() > 0 {
+				// A stalled transfer: cut it off, so that what its
+				// sender's kernel still retransmits is refused (RST)
+				// rather than counted in the next step.
+				d.abort()
+			}
 			sr.res.bytesRecv = d.bytes.Load() - recv0
 		}
 		sr.trafficLog = fmt.Sprintf("[%s] send %d bytes to %s: %d sent in %v%s", t.From, t.Bytes, addr, res.Bytes, res.Elapsed.Round(time.Microsecond), errNote(err))
@@ -496,7 +530,10 @@ func (r *runner) viewOptions(st Step) view.TextOptions {
 	}
 	switch t.Kind {
 	case TrafficSend:
-		o.Filter = func(p *view.Packet) bool { return p.Valid && p.Proto == view.ProtoTCP }
+		// TCP, and the ICMP errors about it (a router's frag needed).
+		o.Filter = func(p *view.Packet) bool {
+			return p.Valid && (p.Proto == view.ProtoTCP || p.ICMP != nil && p.ICMP.Error)
+		}
 	case TrafficPing:
 		o.Filter = func(p *view.Packet) bool { return !p.Valid || p.Proto == view.ProtoICMP || p.Proto == 58 }
 	}
@@ -612,6 +649,17 @@ func (d *discardService) waitIdle(timeout time.Duration) {
 	for d.active.Load() > 0 && time.Now().Before(end) {
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// abort closes the open connections (the listeners stay) and waits for
+// their readers.
+func (d *discardService) abort() {
+	d.mu.Lock()
+	for c := range d.conns {
+		_ = c.Close()
+	}
+	d.mu.Unlock()
+	d.waitIdle(time.Second)
 }
 
 func (d *discardService) close() {

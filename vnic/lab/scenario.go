@@ -36,13 +36,109 @@ type Scenario struct {
 	Story string `yaml:"story"`
 	Hosts []Host `yaml:"hosts"`
 	Links []Link `yaml:"links"`
-	Steps []Step `yaml:"steps"`
+	// Routers are gVisor routers (package vnic/vnic/router) whose
+	// interfaces are wired to hosts' NICs.
+	Routers []Router `yaml:"routers,omitempty"`
+	Steps   []Step   `yaml:"steps"`
+}
+
+// Router is a gVisor netstack router (and firewall) with one interface
+// per attached host: each interface is the far end of that host's NIC's
+// wire. The router's ICMP errors (fragmentation needed, ...) are packets
+// on those wires like any other.
+//
+//	routers:
+//	  - name: router
+//	    ifaces:
+//	      - {name: eth0, host: web, addrs: [198.18.1.1/24], gro: buggy-2014}
+//	      - {name: eth1, host: client, addrs: [198.18.2.1/24]}
+//	    firewall:
+//	      - {name: drop-jumbo, iface: eth0, drop_above: 1500, icmp: true}
+type Router struct {
+	Name   string        `yaml:"name"`
+	Ifaces []RouterIface `yaml:"ifaces"`
+	// Routes are static routes beyond the interfaces' prefixes.
+	Routes []RouterRoute `yaml:"routes,omitempty"`
+	// Firewall are the rules at start (a step's router change replaces
+	// them).
+	Firewall []FirewallRule `yaml:"firewall,omitempty"`
+}
+
+// GRO modes of a router interface (router.GROMode).
+const (
+	GROOff       = "off"
+	GROBuggy2014 = "buggy-2014"
+	GROFixed     = "fixed"
+)
+
+// RouterIface is a router interface wired to Host's NIC.
+type RouterIface struct {
+	// Name is the interface's name (default ethN).
+	Name string `yaml:"name,omitempty"`
+	// Host is the host whose NIC is at the other end of the wire.
+	Host string `yaml:"host"`
+	// Addrs are the router's ADDR/PREFIX on this interface.
+	Addrs []string `yaml:"addrs"`
+	// MTU is the interface MTU (default 1500).
+	MTU int `yaml:"mtu,omitempty"`
+	// MaxReceive is the largest packet accepted from the wire (default:
+	// the MTU); above the MTU it is a NIC behind a pass-through virtual
+	// switch that receives unsegmented super-packets (story 4).
+	MaxReceive int `yaml:"max_receive,omitempty"`
+	// GRO is the receive path's GRO: "off" (default), "buggy-2014" (the
+	// Debian 3.2.60 forwarding bug of story 3) or "fixed".
+	GRO string `yaml:"gro,omitempty"`
+}
+
+// RouterRoute is a static route: Dst leaves through interface Iface.
+type RouterRoute struct {
+	Dst   string `yaml:"dst"`
+	Iface string `yaml:"iface"`
+}
+
+// FirewallRule is one rule of a router's firewall (router.Rule): it
+// matches every packet crossing Iface in direction Dir and either drops
+// what is above DropAbove bytes (answering fragmentation needed /
+// packet too big if ICMP), or clamps the MSS of SYNs (ClampMSS, or
+// ClampToPMTU: iptables TCPMSS --set-mss / --clamp-mss-to-pmtu).
+type FirewallRule struct {
+	Name  string `yaml:"name,omitempty"`
+	Iface string `yaml:"iface"`
+	// Dir is "in" (default) or "out".
+	Dir         string `yaml:"dir,omitempty"`
+	DropAbove   int    `yaml:"drop_above,omitempty"`
+	ICMP        bool   `yaml:"icmp,omitempty"`
+	ClampMSS    int    `yaml:"clamp_mss,omitempty"`
+	ClampToPMTU bool   `yaml:"clamp_to_pmtu,omitempty"`
+}
+
+// RouterChange is a step's change to a router: the GRO mode of one
+// interface (the lab's `ethtool -K IFACE gro off` on the router), and/or
+// a new firewall rule set.
+type RouterChange struct {
+	Router string `yaml:"router"`
+	// Iface and GRO: set that interface's GRO mode.
+	Iface string `yaml:"iface,omitempty"`
+	GRO   string `yaml:"gro,omitempty"`
+	// Firewall, if not nil, replaces the rules (empty: no rules). The
+	// router is rebuilt with them; its forwarding keeps no state.
+	Firewall *[]FirewallRule `yaml:"firewall,omitempty"`
+}
+
+// ModelChange is a step's switch of a host's NIC model (the daemon's own
+// knob: daemon.NIC.SetModel).
+type ModelChange struct {
+	Host  string `yaml:"host"`
+	Model string `yaml:"model"`
 }
 
 // Host is a Linux network namespace with one vnic NIC.
 type Host struct {
 	Name string `yaml:"name"`
 	NIC  NIC    `yaml:"nic"`
+	// Routes are prefixes routed through the host's NIC (`ip route add
+	// PREFIX dev eth0`), e.g. the far side of a router.
+	Routes []string `yaml:"routes,omitempty"`
 	// Services are servers the lab starts inside the host's namespace:
 	// "discard" (TCP port 9, reads and counts until EOF, then closes, as
 	// traffic.Send expects).
@@ -60,8 +156,10 @@ type NIC struct {
 	// HWMTU is the hardware MTU (default: the MTU); below the MTU it is
 	// the forcedeth NIC that cuts TCP behind the kernel's back.
 	HWMTU int `yaml:"hw_mtu,omitempty"`
-	// Model is the NIC model: "standard" (default); "tso-passthrough" and
-	// "no-csum" are planned.
+	// Model is the NIC model: "standard" (default), "tso-passthrough"
+	// (super-packets go on the wire unsegmented, as VMXNET3 between VMs)
+	// or "no-csum" (checksums the kernel left partial go on the wire
+	// incomplete).
 	Model string `yaml:"model,omitempty"`
 }
 
@@ -105,7 +203,11 @@ type Step struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	// Setup runs before the traffic, in order.
-	Setup   []Cmd         `yaml:"setup,omitempty"`
+	Setup []Cmd `yaml:"setup,omitempty"`
+	// Router are changes to routers, after Setup.
+	Router []RouterChange `yaml:"router,omitempty"`
+	// Models are NIC model switches, after Setup.
+	Models  []ModelChange `yaml:"models,omitempty"`
 	Traffic Traffic       `yaml:"traffic"`
 	Expect  []Expectation `yaml:"expect,omitempty"`
 	// Explanation is what to see in the step, for the teacher.
@@ -146,6 +248,12 @@ type Traffic struct {
 	Count int `yaml:"count,omitempty"`
 	// Command is the command of TrafficCommand.
 	Command string `yaml:"command,omitempty"`
+	// Duration bounds a send (traffic.Options.Duration): it stops after
+	// this long even if Bytes have not gone; 0: no bound but Timeout.
+	Duration time.Duration `yaml:"duration,omitempty"`
+	// Timeout bounds a send's connect, each write without progress and
+	// the final wait (traffic.Options.Timeout; 0: its default).
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
 
 // Expectation kinds. Host is whose NIC's capture points are meant
@@ -171,8 +279,34 @@ const (
 	// ExpectNoReply: ping got no reply at all.
 	ExpectNoReply = "no-reply"
 	// ExpectDrop: the host's NIC dropped at least one packet (with the
-	// drop reason Reason, if set) and counted it.
+	// drop reason Reason, if set) and counted it. The host's kernel
+	// counts too: reason "kernel TcpInCsumErrors" (/proc/net/snmp) is a
+	// segment its TCP dropped for a bad checksum. Host may also name a
+	// router: reasons are its counters ("eth0 in: firewall drop-jumbo
+	// dropped", "eth1 out: frag-needed sent", "forwarding: packet too
+	// big", ...).
 	ExpectDrop = "drop"
+	// ExpectICMPFragNeeded: the host's wire brought it an ICMP
+	// "fragmentation needed" (ICMPv6 "packet too big") naming MTU Size
+	// (default 1500).
+	ExpectICMPFragNeeded = "icmp-frag-needed"
+	// ExpectStalls: a send did not complete: less than half of the bytes
+	// arrived within the traffic's Duration (the receiver is ours), or
+	// fewer than Bytes were sent.
+	ExpectStalls = "stalls"
+	// ExpectWireAbove: the host put at least one packet of more than Size
+	// bytes of IP (default 1500) on its wire.
+	ExpectWireAbove = "wire-above"
+	// ExpectHostTXChecksumsPartial: the host's host-tx has TCP packets
+	// whose checksum is partial (the pseudo-header sum: Wireshark's
+	// "incorrect, maybe caused by TCP checksum offload").
+	ExpectHostTXChecksumsPartial = "host-tx-checksums-partial"
+	// ExpectWireChecksumsComplete: every TCP packet the host put on the
+	// wire has a complete checksum (at least one).
+	ExpectWireChecksumsComplete = "wire-checksums-complete"
+	// ExpectWireChecksumsBad: every TCP packet the host put on the wire
+	// has a checksum that does not verify (partial or bad; at least one).
+	ExpectWireChecksumsBad = "wire-checksums-bad"
 )
 
 // Expectation is one claim about a step.
@@ -222,6 +356,11 @@ func (s *Scenario) Validate() error {
 				return fmt.Errorf("lab %s: host %s: address %q: %v", s.Name, h.Name, a, err)
 			}
 		}
+		for _, p := range h.Routes {
+			if _, err := netip.ParsePrefix(p); err != nil {
+				return fmt.Errorf("lab %s: host %s: route %q: %v", s.Name, h.Name, p, err)
+			}
+		}
 		for _, sv := range h.Services {
 			if sv != "discard" {
 				return fmt.Errorf("lab %s: host %s: unknown service %q (have: discard)", s.Name, h.Name, sv)
@@ -254,8 +393,14 @@ func (s *Scenario) Validate() error {
 			return fmt.Errorf("lab %s: link kind %q: use %q or %q", s.Name, l.Kind, LinkWire, LinkPeer)
 		}
 	}
+	if err := s.validateRouters(seen, linked); err != nil {
+		return err
+	}
 	for i, st := range s.Steps {
 		where := fmt.Sprintf("lab %s: step %d (%s)", s.Name, i+1, st.Name)
+		if err := s.validateChanges(where, st); err != nil {
+			return err
+		}
 		for _, c := range st.Setup {
 			if s.host(c.Host) == nil {
 				return fmt.Errorf("%s: setup on unknown host %q", where, c.Host)
@@ -281,7 +426,7 @@ func (s *Scenario) Validate() error {
 			if !slices.Contains(expectKinds, e.Kind) {
 				return fmt.Errorf("%s: expectation %q: use one of %v", where, e.Kind, expectKinds)
 			}
-			if e.Host != "" && s.host(e.Host) == nil {
+			if e.Host != "" && s.host(e.Host) == nil && s.router(e.Host) == nil {
 				return fmt.Errorf("%s: expectation %s on unknown host %q", where, e.Kind, e.Host)
 			}
 		}
@@ -289,4 +434,133 @@ func (s *Scenario) Validate() error {
 	return nil
 }
 
-var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire, ExpectBytesArrive, ExpectNoReply, ExpectDrop}
+var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
+	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
+	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad}
+
+// router returns the router named name.
+func (s *Scenario) router(name string) *Router {
+	for i := range s.Routers {
+		if s.Routers[i].Name == name {
+			return &s.Routers[i]
+		}
+	}
+	return nil
+}
+
+// ifaceName is router interface i's name.
+func (rt *Router) ifaceName(i int) string {
+	if n := rt.Ifaces[i].Name; n != "" {
+		return n
+	}
+	return fmt.Sprintf("eth%d", i)
+}
+
+// iface returns the index of the interface called name, or -1.
+func (rt *Router) iface(name string) int {
+	for i := range rt.Ifaces {
+		if rt.ifaceName(i) == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func validGRO(m string) bool { return m == "" || m == GROOff || m == GROBuggy2014 || m == GROFixed }
+
+func (rt *Router) validateFirewall(rules []FirewallRule) error {
+	for _, f := range rules {
+		if rt.iface(f.Iface) < 0 {
+			return fmt.Errorf("router %s: firewall rule %q: no interface %q", rt.Name, f.Name, f.Iface)
+		}
+		if f.Dir != "" && f.Dir != "in" && f.Dir != "out" {
+			return fmt.Errorf("router %s: firewall rule %q: dir %q: use in or out", rt.Name, f.Name, f.Dir)
+		}
+		acts := 0
+		if f.DropAbove > 0 {
+			acts++
+		}
+		if f.ClampMSS > 0 || f.ClampToPMTU {
+			acts++
+		}
+		if acts != 1 {
+			return fmt.Errorf("router %s: firewall rule %q: give one of drop_above or clamp_mss/clamp_to_pmtu", rt.Name, f.Name)
+		}
+	}
+	return nil
+}
+
+// validateRouters checks the routers; linked are the hosts already wired.
+func (s *Scenario) validateRouters(seen, linked map[string]bool) error {
+	names := map[string]bool{}
+	for _, rt := range s.Routers {
+		if rt.Name == "" || names[rt.Name] || seen[rt.Name] {
+			return fmt.Errorf("lab %s: router name %q empty or taken", s.Name, rt.Name)
+		}
+		names[rt.Name] = true
+		if len(rt.Ifaces) == 0 {
+			return fmt.Errorf("lab %s: router %s without interfaces", s.Name, rt.Name)
+		}
+		inames := map[string]bool{}
+		for i, f := range rt.Ifaces {
+			n := rt.ifaceName(i)
+			if inames[n] {
+				return fmt.Errorf("lab %s: router %s: interface %s repeated", s.Name, rt.Name, n)
+			}
+			inames[n] = true
+			if s.host(f.Host) == nil {
+				return fmt.Errorf("lab %s: router %s: interface %s: no host %q", s.Name, rt.Name, n, f.Host)
+			}
+			if linked[f.Host] {
+				return fmt.Errorf("lab %s: host %s has one NIC, so one link", s.Name, f.Host)
+			}
+			linked[f.Host] = true
+			for _, a := range f.Addrs {
+				if _, err := netip.ParsePrefix(a); err != nil {
+					return fmt.Errorf("lab %s: router %s: interface %s: address %q: %v", s.Name, rt.Name, n, a, err)
+				}
+			}
+			if !validGRO(f.GRO) {
+				return fmt.Errorf("lab %s: router %s: interface %s: gro %q: use off, buggy-2014 or fixed", s.Name, rt.Name, n, f.GRO)
+			}
+		}
+		for _, r := range rt.Routes {
+			if _, err := netip.ParsePrefix(r.Dst); err != nil || rt.iface(r.Iface) < 0 {
+				return fmt.Errorf("lab %s: router %s: route %s via %q: bad prefix or interface", s.Name, rt.Name, r.Dst, r.Iface)
+			}
+		}
+		if err := rt.validateFirewall(rt.Firewall); err != nil {
+			return fmt.Errorf("lab %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// validateChanges checks a step's router and model changes.
+func (s *Scenario) validateChanges(where string, st Step) error {
+	for _, c := range st.Router {
+		rt := s.router(c.Router)
+		if rt == nil {
+			return fmt.Errorf("%s: router change on unknown router %q", where, c.Router)
+		}
+		if c.GRO != "" || c.Iface != "" {
+			if rt.iface(c.Iface) < 0 || c.GRO == "" || !validGRO(c.GRO) {
+				return fmt.Errorf("%s: router %s: gro %q on interface %q: need a known interface and off, buggy-2014 or fixed", where, rt.Name, c.GRO, c.Iface)
+			}
+		}
+		if c.Firewall != nil {
+			if err := rt.validateFirewall(*c.Firewall); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		}
+	}
+	for _, m := range st.Models {
+		if s.host(m.Host) == nil {
+			return fmt.Errorf("%s: model change on unknown host %q", where, m.Host)
+		}
+		if m.Model != "standard" && m.Model != "tso-passthrough" && m.Model != "no-csum" {
+			return fmt.Errorf("%s: model %q: use standard, tso-passthrough or no-csum", where, m.Model)
+		}
+	}
+	return nil
+}

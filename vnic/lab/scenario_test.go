@@ -51,3 +51,27 @@ func TestValidateRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateRejectsRouters(t *testing.T) {
+	for name, mutate := range map[string]func(*Scenario){
+		"router host":     func(s *Scenario) { s.Routers[0].Ifaces[0].Host = "cumin" },
+		"router gro":      func(s *Scenario) { s.Routers[0].Ifaces[0].GRO = "maybe" },
+		"router address":  func(s *Scenario) { s.Routers[0].Ifaces[0].Addrs = []string{"x"} },
+		"router twice":    func(s *Scenario) { s.Routers[0].Ifaces[1].Host = s.Routers[0].Ifaces[0].Host },
+		"router name":     func(s *Scenario) { s.Routers[0].Name = "web" },
+		"change router":   func(s *Scenario) { s.Steps[1].Router = []RouterChange{{Router: "nope", Iface: "eth1", GRO: GROOff}} },
+		"change iface":    func(s *Scenario) { s.Steps[1].Router = []RouterChange{{Router: "router", Iface: "eth9", GRO: GROOff}} },
+		"firewall iface":  func(s *Scenario) { s.Routers[0].Firewall = []FirewallRule{{Iface: "eth9", DropAbove: 1500}} },
+		"firewall action": func(s *Scenario) { s.Routers[0].Firewall = []FirewallRule{{Iface: "eth0"}} },
+		"model":           func(s *Scenario) { s.Steps[1].Models = []ModelChange{{Host: "web", Model: "e1000"}} },
+		"host route":      func(s *Scenario) { s.Hosts[0].Routes = []string{"nope"} },
+	} {
+		s := groRouter()
+		mutate(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.Contains(err.Error(), "lab") {
+			t.Errorf("%s: error %q does not say where", name, err)
+		}
+	}
+}
