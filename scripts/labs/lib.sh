@@ -172,6 +172,25 @@ pcap_wait() {
 	return 0
 }
 
+# lab_run NAME: `vnic lab run NAME --out $WORK` in the background (its PID
+# in VNIC_PID, so the EXIT trap can stop it: it removes its namespaces on
+# SIGTERM); its text goes to $WORK/NAME.txt, its exit status to LAB_RC.
+# shellcheck disable=SC2034 # LAB_RC is for the lab script
+lab_run() {
+	printf '    $ vnic lab run %s --out %s > %s.txt\n' "$1" "$WORK" "$1"
+	"$VNIC" lab run "$1" --out "$WORK" >"$WORK/$1.txt" 2>&1 &
+	VNIC_PID=$!
+	LAB_RC=0
+	wait "$VNIC_PID" || LAB_RC=$?
+	VNIC_PID=""
+}
+
+# lab_summary FILE: the step headers, drop counters and expectation
+# results of a `vnic lab run` text, indented.
+lab_summary() {
+	grep -E '━━|^drops:|^  (PASS|FAIL) |^lab .* (PASSED|FAILED)' "$1" | sed 's/^/      /' || true
+}
+
 # lab_finish: print the verdict; exit 1 if any check failed.
 lab_finish() {
 	say "CHECKS: $((CHECKS - FAILS))/$CHECKS passed"

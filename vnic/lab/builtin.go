@@ -99,8 +99,8 @@ func tsoCapture() Scenario {
 // below the MTU it accepts (9000), that cuts TCP behind the kernel's back
 // and drops everything else that is too big.
 func forcedeth() Scenario {
-	nic := func(addr string) NIC {
-		return NIC{Name: "eth0", Addrs: []string{addr}, MTU: 9000, HWMTU: 1500}
+	nic := func(addr, addr6 string) NIC {
+		return NIC{Name: "eth0", Addrs: []string{addr, addr6}, MTU: 9000, HWMTU: 1500}
 	}
 	return Scenario{
 		Name:  "forcedeth",
@@ -112,8 +112,8 @@ func forcedeth() Scenario {
 			"not rescued: `ping -s 10000` leaves server1 as two IP fragments and only the small last " +
 			"one arrives; the echo never completes. Fix: MTU 1500, matching the hardware.",
 		Hosts: []Host{
-			{Name: "server1", NIC: nic("198.18.101.254/15")},
-			{Name: "server2", NIC: nic("198.18.101.1/15"), Services: []string{"discard"}},
+			{Name: "server1", NIC: nic("198.18.101.254/15", "fd00:101::254/64")},
+			{Name: "server2", NIC: nic("198.18.101.1/15", "fd00:101::1/64"), Services: []string{"discard"}},
 		},
 		Links: []Link{{Kind: LinkWire, A: "server1", B: "server2"}},
 		Steps: []Step{
@@ -145,6 +145,35 @@ func forcedeth() Scenario {
 					"datagram for MTU 9000 into a 8996-byte and a 1052-byte fragment; the NIC cannot send " +
 					"the first (above its hardware MTU) and drops it (see the drop counters), so only the " +
 					"last fragment crosses the wire, server2 can never reassemble it, and no reply comes back.",
+			},
+			{
+				Name:        "IPv6: TCP at MTU 9000",
+				Description: "server1 sends 100,000 bytes over TCP to server2 over IPv6 (fd00:101::1); MTU 9000, hardware MTU 1500.",
+				Traffic:     Traffic{Kind: TrafficSend, From: "server1", To: "server2", IPv6: true, Bytes: 100000},
+				Expect: []Expectation{
+					{Kind: ExpectHostTXAboveMSS, Size: 1428},
+					{Kind: ExpectWireMax, Size: 1500},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "The same with IPv6: the kernel's MSS is 8928 (9000 − 40 IPv6 − 20 TCP − 12 options) and " +
+					"server1's capture shows packets far above 1428 bytes of payload; the NIC cuts them into " +
+					"1428-byte segments (1500 − 40 − 20 − 12), each with its own IPv6 and TCP header, no " +
+					"fragment header anywhere: the wire never carries more than 1500 bytes, the transfer works.",
+			},
+			{
+				Name:        "IPv6: ping -s 10000 at MTU 9000",
+				Description: "`ping -6 -c1 -s 10000` from server1 to server2 (fd00:101::1).",
+				Traffic:     Traffic{Kind: TrafficPing, From: "server1", To: "server2", IPv6: true, Size: 10000, Count: 1},
+				Expect: []Expectation{
+					{Kind: ExpectNoReply},
+					{Kind: ExpectDrop},
+					{Kind: ExpectWireMax, Size: 1500},
+				},
+				Explanation: "IPv6 routers never fragment; only the sender does, and it fragments for the MTU it " +
+					"believes, 9000: a 9000-byte first fragment (8952 bytes of the datagram) and a 1104-byte last " +
+					"one (1056 bytes), both with a fragment header. The NIC drops the first (above its hardware MTU), only the last crosses " +
+					"the wire, server2 cannot reassemble, no reply. Nobody sends a packet-too-big either: the " +
+					"packet never left server1's NIC.",
 			},
 			{
 				Name:        "MTU 1500 (the fix)",
@@ -224,6 +253,21 @@ func groRouter() Scenario {
 					"(drops: the router's counters).",
 			},
 			{
+				Name: "IPv6: GRO on the router",
+				Description: "The same 4 MiB response over IPv6 (fd00:1::2 → fd00:2::2), GRO still on; given " +
+					"up after 3 s.",
+				Traffic: stalled("web", "client", true),
+				Expect: []Expectation{
+					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+				},
+				Explanation: "IPv6 has no DF bit because routers never fragment: a router with a packet too big " +
+					"for the next link drops it and answers ICMPv6 \"packet too big, mtu 1500\" (type 2). GRO " +
+					"merges the 1500-byte IPv6 packets just the same, the merged packet is refused the same " +
+					"way, and the server, already at 1500, cannot act on it: the transfer stalls.",
+			},
+			{
 				Name:        "ethtool -K eth1 gro off on the router",
 				Description: "GRO off on the router's eth1 (`ethtool -K eth1 gro off`), then the same response.",
 				Router:      []RouterChange{{Router: "router", Iface: "eth1", GRO: GROOff}},
@@ -280,6 +324,20 @@ func jumboFirewall() Scenario {
 					"1500 bytes, DF set). The firewall drops each and answers \"frag needed, mtu 1500\"; the " +
 					"guest's MTU already is 1500, so the kernel keeps building super-packets: only lone " +
 					"retransmissions of one MSS get through, and the transfer hangs.",
+			},
+			{
+				Name:        "IPv6: TSO on, super-packets cross the virtual switch",
+				Description: "The same 4 MiB over IPv6 (fd00:1::2 → fd00:2::2); given up after 3 s.",
+				Traffic:     stalled("guest", "server", true),
+				Expect: []Expectation{
+					{Kind: ExpectWireAbove, Host: "guest", Size: 1500},
+					{Kind: ExpectICMPFragNeeded, Host: "guest", Size: 1500},
+					{Kind: ExpectStalls},
+					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall drop-jumbo: dropped"},
+				},
+				Explanation: "The same with IPv6: the guest's wire carries TCPv6 super-packets far above 1500 " +
+					"bytes, the firewall drops them and answers ICMPv6 \"packet too big, mtu 1500\"; the " +
+					"guest's MTU already is 1500, so nothing changes and the transfer hangs.",
 			},
 			{
 				Name: "MSS clamping on the firewall (does not help)",
@@ -342,6 +400,18 @@ func checksumScenario() Scenario {
 				Explanation: "ginger's host-tx column is its tcpdump: every TCP checksum is partial (only the " +
 					"pseudo-header sum; Wireshark says incorrect or partial). The NIC completes them after " +
 					"the capture point: the wire column's checksums verify, and basil gets every byte.",
+			},
+			{
+				Name:        "IPv6: checksum offload, a NIC that completes",
+				Description: "ginger sends 100,000 bytes to basil over IPv6 (fd00::2).",
+				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", IPv6: true, Bytes: 100000},
+				Expect: []Expectation{
+					{Kind: ExpectHostTXChecksumsPartial},
+					{Kind: ExpectWireChecksumsComplete},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "The same with IPv6, where the TCP checksum is mandatory and covers an IPv6 " +
+					"pseudo-header: ginger's capture shows partial checksums, the wire complete ones.",
 			},
 			{
 				Name: "a NIC that does not complete checksums",
