@@ -10,7 +10,29 @@
 //     (kernel defaults: TSO/GSO on), with iperf3 when installed, else
 //     vnic/traffic against a small Go discard/chargen server;
 //   - vnic+pcap: our engine recording host-tx, wire and host-rx to a
-//     pcapng file (single stream only, to keep the run short).
+//     pcapng file (single stream only, to keep the run short);
+//   - direct wire: two namespaces, a vnic NIC (our engine) in each, joined
+//     by a direct wire (daemon.OpenNIC + Connect, as vnic/lab does): the
+//     headline path; vnic/traffic in A against a Go discard/chargen server
+//     in B;
+//   - via router: the same two NICs with the gVisor router (vnic/router)
+//     between them (-router-gro sets its GRO).
+//
+// The NIC↔NIC rows run -wire-time each (default 3 s); their NICs, wire and
+// router live in a child process ("wire" mode, see wire.go) whose CPU is
+// the daemon column, and which serves both NICs' counters on a unix socket.
+// Every daemon row also reports the packets per second on the host NIC's
+// wire (out + in, from the daemon's counters).
+//
+// After the throughput rounds: ping round-trip times (system ping, 20 × 50
+// ms) idle and during a one-stream transfer, for veth, vnic→peer, the
+// direct wire and the router; each child's CPU over 5 s with no traffic;
+// and the scale test (-scale N, default 64): N direct-wire pairs, each in
+// its own two namespaces, brought up at once in one child process, with
+// the time to bring them up, RSS and Go heap per idle pair, one ping
+// through each, and the teardown. Then the ratios against the targets
+// (direct ≥ 1.5 × wireguard and ≥ 0.70 × veth, router and peer paths ≥ 0.5
+// × direct, capture on ≥ 0.8 × off), each marked met or not.
 //
 // Each cell (path × direction × streams) is measured -runs times for -time
 // each; the rounds are interleaved (vnic, wireguard, veth, vnic, …) so that
@@ -35,7 +57,7 @@
 // of -time each, written to DIR/{vnic,wireguard}-{send,recv}.pprof; read
 // them with `go tool pprof -top FILE`.
 //
-// Usage: sudo go run ./scripts/benchnic [-runs 3] [-time 5s] [-out bench/daemon.txt]
+// Usage: sudo go run ./scripts/benchnic [-runs 3] [-time 4s] [-wire-time 3s] [-scale 64] [-out bench/daemon.txt]
 package main
 
 import (
@@ -57,6 +79,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,8 +119,11 @@ func init() {
 }
 
 func main() {
-	if os.Getenv(childEnv) == "daemon" {
+	switch os.Getenv(childEnv) {
+	case "daemon":
 		os.Exit(childDaemon(os.Args[1:]))
+	case "wire":
+		os.Exit(childWire(os.Args[1:]))
 	}
 	os.Exit(run())
 }
@@ -367,6 +393,7 @@ type sample struct {
 	appCPU    float64 // seconds: the traffic generator (sender and receiver applications)
 	sysCPU    float64 // seconds, all cores
 	others    float64 // cores kept busy by tasks not ours, on average
+	pps       float64 // packets on the host NIC's wire (out + in) per second; NaN when unknown
 }
 
 // path is one thing to measure.
@@ -380,11 +407,22 @@ type path struct {
 	// (default: this process's, where vnic/traffic runs).
 	appCPU func() float64
 	note   string
+	// wirePkts returns the packets on the host NIC's wire so far (out +
+	// in), nil for no wire.
+	wirePkts func() (uint64, error)
+	// ns, pingAddr, loadAddr: for the latency runs, ping pingAddr from ns
+	// during a Send to loadAddr ("" ns: not measured).
+	ns, pingAddr, loadAddr string
 }
 
 func (p *path) measure(ctx context.Context, d direction, streams int, dur time.Duration) (sample, error) {
-	s := sample{daemonCPU: math.NaN()}
+	s := sample{daemonCPU: math.NaN(), pps: math.NaN()}
 	var c0 float64
+	var w0 uint64
+	var werr error
+	if p.wirePkts != nil {
+		w0, werr = p.wirePkts()
+	}
 	if p.daemon != nil {
 		if p.daemon.exited() {
 			return s, fmt.Errorf("%s: the daemon exited: %v\n%s", p.name, p.daemon.err, p.daemon.tail())
@@ -419,6 +457,11 @@ func (p *path) measure(ctx context.Context, d direction, streams int, dur time.D
 		return s, fmt.Errorf("%s %v ×%d: %w", p.name, d, streams, err)
 	}
 	s.bytes, s.elapsed = n, el
+	if p.wirePkts != nil && werr == nil {
+		if w1, err := p.wirePkts(); err == nil {
+			s.pps = float64(w1-w0) / wall.Seconds()
+		}
+	}
 	if el > 0 {
 		s.gbps = float64(n) * 8 / el.Seconds() / 1e9
 	}
@@ -480,7 +523,11 @@ func (e *env) daemonPath(ctx context.Context, name, tag, engine, pcap string) (*
 		return nil, err
 	}
 	control := daemon.ControlPath(ns, "vnic0")
-	p := &path{name: name, daemon: c}
+	p := &path{name: name, daemon: c, ns: ns, pingAddr: "198.18.0.2", loadAddr: peerDiscard}
+	p.wirePkts = func() (uint64, error) {
+		s, err := daemon.ReadStats(control)
+		return s.WireOut.Packets + s.WireIn.Packets, err
+	}
 	p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
 		o := traffic.Options{Netns: ns, Duration: dur, Streams: streams}
 		if d == send {
@@ -566,6 +613,7 @@ func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
 		}
 	}
 	p := &path{name: "veth (" + tool + ")"}
+	defer func() { p.ns, p.pingAddr, p.loadAddr = nsA, server, net.JoinHostPort(server, "9") }()
 	switch tool {
 	case "iperf3":
 		ip, err := exec.LookPath("ip")
@@ -594,6 +642,12 @@ func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
 			}
 		}
 		p.note = "iperf3 " + iperfVersion() + " client in A, server (pid " + strconv.Itoa(srv.pid()) + ") in B"
+		// The latency runs' load: vnic/traffic against a Go discard server.
+		stopGo, err := goServer(nsB, server)
+		if err != nil {
+			return nil, err
+		}
+		e.cleanups.add(stopGo)
 		var clientCPU float64 // of the finished clients
 		p.appCPU = func() float64 {
 			c, err := procCPU(srv.pid())
@@ -649,18 +703,7 @@ func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
 		}
 		e.cleanups.add(stop)
 		p.note = "vnic/traffic in A against a Go discard/chargen server in B (this process)"
-		p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
-			o := traffic.Options{Netns: nsA, Duration: dur, Streams: streams, Addr: net.JoinHostPort(server, "9")}
-			var r traffic.Result
-			var err error
-			if d == send {
-				r, err = traffic.Send(ctx, o)
-			} else {
-				o.Addr = net.JoinHostPort(server, "19")
-				r, err = traffic.Receive(ctx, o)
-			}
-			return r.Bytes, r.Elapsed, err
-		}
+		p.transfer = goTransfer(p.name, nsA, server).transfer
 	default:
 		return nil, fmt.Errorf("-veth-tool %q: auto, iperf3 or go", tool)
 	}
@@ -773,7 +816,19 @@ type cell struct {
 	path    *path
 	dir     direction
 	streams int
+	dur     time.Duration
 	samples []sample
+}
+
+// ppsMedian is the median of the samples' wire packet rates (NaN: none).
+func (c *cell) ppsMedian() float64 {
+	var v []float64
+	for _, s := range c.samples {
+		if !math.IsNaN(s.pps) {
+			v = append(v, s.pps)
+		}
+	}
+	return medianOf(v)
 }
 
 func (c *cell) median() float64 {
@@ -815,17 +870,21 @@ func (c *cell) perGB(cpu func(sample) float64) float64 {
 
 func run() int {
 	runs := flag.Int("runs", 3, "measurements of each path, direction and stream count")
-	dur := flag.Duration("time", 5*time.Second, "length of each measurement")
+	dur := flag.Duration("time", 4*time.Second, "length of each measurement (vnic, wireguard, veth and capture rows)")
 	out := flag.String("out", "bench/daemon.txt", "write the table here too (\"\" for stdout only)")
 	vethTool := flag.String("veth-tool", "auto", "veth reference: iperf3, go (vnic/traffic against a Go server) or auto (iperf3 if installed)")
 	noPcap := flag.Bool("no-pcap", false, "skip the capture-on runs")
+	wireTime := flag.Duration("wire-time", 3*time.Second, "length of each measurement of the NIC↔NIC rows (direct wire, router)")
+	routerGRO := flag.String("router-gro", "off", "the gVisor router's GRO on both interfaces: off or fixed")
+	scaleN := flag.Int("scale", 64, "direct-wire pairs to bring up at once in the scale test (0: skip)")
+	noLatency := flag.Bool("no-latency", false, "skip the ping latency and idle CPU measurements")
 	profile := flag.String("profile", "", "instead of the benchmark: CPU-profile the daemon (both engines) during one Send and one Receive of -time each, into this directory")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "benchnic: needs root (namespaces, TUN): sudo go run ./scripts/benchnic")
 		return 1
 	}
-	if *runs < 1 || *dur < time.Second {
+	if *runs < 1 || *dur < time.Second || *wireTime < time.Second {
 		fmt.Fprintln(os.Stderr, "benchnic: -runs ≥ 1 and -time ≥ 1s")
 		return 2
 	}
@@ -843,9 +902,10 @@ func run() int {
 	defer e.cleanups.run()
 
 	if *profile != "" {
-		err = profileRun(ctx, e, *profile, *dur)
+		err = profileRun(ctx, e, *profile, *dur, *routerGRO)
 	} else {
-		err = bench(ctx, e, *runs, *dur, *out, *vethTool, !*noPcap)
+		err = bench(ctx, e, benchOptions{runs: *runs, dur: *dur, wireDur: *wireTime, outPath: *out, vethTool: *vethTool,
+			withPcap: !*noPcap, routerGRO: *routerGRO, scale: *scaleN, latency: !*noLatency})
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -858,12 +918,31 @@ func run() int {
 	return 0
 }
 
-func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, vethTool string, withPcap bool) error {
+type benchOptions struct {
+	runs              int
+	dur, wireDur      time.Duration
+	outPath, vethTool string
+	withPcap          bool
+	routerGRO         string
+	scale             int
+	latency           bool
+}
+
+func bench(ctx context.Context, e *env, o benchOptions) error {
+	runs, dur, outPath, vethTool, withPcap := o.runs, o.dur, o.outPath, o.vethTool, o.withPcap
 	started := time.Now()
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 	}
-	progress("starting the daemons and the veth pair")
+	progress("starting the daemons, the NIC↔NIC children and the veth pair")
+	direct, err := e.wirePath(ctx, "direct wire", "dw", "direct", o.routerGRO)
+	if err != nil {
+		return err
+	}
+	viaRouter, err := e.wirePath(ctx, "via router", "rt", "router", o.routerGRO)
+	if err != nil {
+		return err
+	}
 	ours, err := e.daemonPath(ctx, "vnic", "vnic", daemon.EngineVNIC, "")
 	if err != nil {
 		return err
@@ -898,21 +977,25 @@ func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, ve
 		}
 		return nil
 	}
-	for _, p := range []*path{ours, wg, veth} {
+	for _, p := range []*path{direct, viaRouter, ours, wg, veth} {
+		cd := dur
+		if p == direct || p == viaRouter {
+			cd = o.wireDur
+		}
 		for _, d := range dirs {
 			for _, n := range streamsList {
-				cells = append(cells, &cell{path: p, dir: d, streams: n})
+				cells = append(cells, &cell{path: p, dir: d, streams: n, dur: cd})
 			}
 		}
 	}
 	if capt != nil {
 		for _, d := range dirs {
-			cells = append(cells, &cell{path: capt, dir: d, streams: 1})
+			cells = append(cells, &cell{path: capt, dir: d, streams: 1, dur: dur})
 		}
 	}
 
 	// Warm-up: one short transfer each way through every path.
-	for _, p := range []*path{ours, wg, veth, capt} {
+	for _, p := range []*path{direct, viaRouter, ours, wg, veth, capt} {
 		if p == nil {
 			continue
 		}
@@ -924,7 +1007,7 @@ func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, ve
 	}
 
 	measure := func(c *cell, r int) error {
-		s, err := c.path.measure(ctx, c.dir, c.streams, dur)
+		s, err := c.path.measure(ctx, c.dir, c.streams, c.dur)
 		if err != nil {
 			return err
 		}
@@ -941,6 +1024,46 @@ func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, ve
 			}
 		}
 	}
+	// Latency and idle CPU, before the capture runs (their writeback).
+	var lats []latency
+	type idleCPU struct {
+		name string
+		cpu  float64
+	}
+	var idles []idleCPU
+	var idleSecs float64
+	if o.latency {
+		for _, p := range []*path{veth, ours, direct, viaRouter} {
+			l := measureLatency(ctx, p)
+			progress("latency %-14s idle median %.3f ms (%d lost), under load %.3f ms (%d lost, load %.2f Gbit/s)",
+				p.name, medianOf(l.idle), l.lostI, medianOf(l.loaded), l.lostL, l.loadGbps)
+			lats = append(lats, l)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		progress("idle CPU: 5 s with no traffic")
+		kids := []*path{ours, wg, direct, viaRouter}
+		c0 := make([]float64, len(kids))
+		for i, p := range kids {
+			c0[i], _ = procCPU(p.daemon.pid())
+		}
+		t0 := time.Now()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		idleSecs = time.Since(t0).Seconds()
+		for i, p := range kids {
+			c1, err := procCPU(p.daemon.pid())
+			if err != nil {
+				c1 = math.NaN()
+			}
+			idles = append(idles, idleCPU{p.name, c1 - c0[i]})
+		}
+	}
+
 	var pcapBytes int64
 	var capStats string
 	if capt != nil {
@@ -961,6 +1084,16 @@ func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, ve
 		}
 	}
 
+	var scale scaleResult
+	var scaleErr error
+	if o.scale > 0 {
+		progress("scale: %d direct-wire pairs at once", o.scale)
+		scale, scaleErr = e.scaleRun(ctx, o.scale)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
 	bgAfter := backgroundLoad(ctx)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -970,51 +1103,117 @@ func bench(ctx context.Context, e *env, runs int, dur time.Duration, outPath, ve
 	var b strings.Builder
 	fmt.Fprintf(&b, "vnic daemon benchmark (scripts/benchnic), %s\n", time.Now().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "machine: %s\n", machine())
-	fmt.Fprintf(&b, "method: TCP, MTU 1500, %d runs × %v per cell, rounds interleaved (vnic, wireguard, veth), capture runs last; total %v\n",
-		runs, dur, time.Since(started).Round(time.Second))
+	fmt.Fprintf(&b, "method: TCP, MTU 1500, %d runs per cell (%v each; direct wire and router rows %v), rounds interleaved (direct, router, vnic, wireguard, veth), capture runs last; total %v\n",
+		runs, dur, o.wireDur, time.Since(started).Round(time.Second))
+	fmt.Fprintf(&b, "  direct wire: two namespaces A, B, a vnic NIC (our engine) in each, A's wire straight into B's receive side and back (vnic/lab's wire without impairments);\n")
+	fmt.Fprintf(&b, "  via router: the same with the gVisor router (vnic/router, GRO %s) between them, A 198.18.2.0/24, B 198.18.3.0/24;\n", o.routerGRO)
+	fmt.Fprintf(&b, "    both in one child process (this program re-executed), its CPU in the daemon column; vnic/traffic in A against a Go discard/chargen server in B (this process);\n")
+	fmt.Fprintf(&b, "    host→peer = A→B (discard :9), peer→host = B→A (chargen :19)\n")
 	fmt.Fprintf(&b, "  vnic, wireguard: vnic/traffic Send to the gVisor peer's discard :9 / Receive from its chargen :19, in this process;\n")
 	fmt.Fprintf(&b, "  the daemon is a child process (daemon.Run, as `vnic up`), its CPU = utime+stime of /proc/<pid>/stat\n")
 	fmt.Fprintf(&b, "  veth: %s\n", veth.note)
-	fmt.Fprintf(&b, "  app CPU = the sending and receiving applications (vnic/traffic: this process; veth: the iperf3 client and server)\n")
+	fmt.Fprintf(&b, "  app CPU = the sending and receiving applications (vnic/traffic and Go server: this process; veth: the iperf3 client and server)\n")
 	fmt.Fprintf(&b, "  system CPU = busy time of all %d cores (/proc/stat) over the transfer: applications + kernel + daemon (+ others)\n", runtime.NumCPU())
 	fmt.Fprintf(&b, "  others = cores kept busy by tasks not ours during the transfer (task time in /proc/stat minus daemon and app CPU)\n")
+	fmt.Fprintf(&b, "  wire Mpps = packets on the host NIC's wire (A's for the NIC↔NIC rows), out + in (data and ACKs), per second: the daemon's counters\n")
 	fmt.Fprintf(&b, "background load, 1 s with no traffic of ours: %.2f cores busy before the runs, %.2f after\n", bgBefore, bgAfter)
 	if bgBefore > 0.2 || bgAfter > 0.2 {
 		fmt.Fprintf(&b, "WARNING: the machine was not idle (see also the others column): the figures are lower and noisier than on a quiet machine\n")
 	}
 	fmt.Fprintf(&b, "\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "path\tdirection\tstreams\tGbit/s median\tmin–max\tdaemon CPU s/GB\tapp CPU s/GB\tsystem CPU s/GB\tothers (cores)\t\n")
+	fmt.Fprintf(tw, "path\tdirection\tstreams\tGbit/s median\tmin–max\twire Mpps\tdaemon CPU s/GB\tapp CPU s/GB\tsystem CPU s/GB\tothers (cores)\t\n")
 	for _, c := range cells {
 		lo, hi := c.spread()
 		dcpu := "—"
 		if c.path.daemon != nil {
 			dcpu = fmt.Sprintf("%.3f", c.perGB(func(s sample) float64 { return s.daemonCPU }))
 		}
+		pps := "—"
+		if v := c.ppsMedian(); !math.IsNaN(v) {
+			pps = fmt.Sprintf("%.3f", v/1e6)
+		}
 		var others float64
 		for _, s := range c.samples {
 			others += s.others / float64(len(c.samples))
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%d\t%.2f\t%.2f–%.2f\t%s\t%.3f\t%.3f\t%.2f\t\n", c.path.name, c.dir, c.streams, c.median(), lo, hi, dcpu,
+		fmt.Fprintf(tw, "%s\t%v\t%d\t%.2f\t%.2f–%.2f\t%s\t%s\t%.3f\t%.3f\t%.2f\t\n", c.path.name, c.dir, c.streams, c.median(), lo, hi, pps, dcpu,
 			c.perGB(func(s sample) float64 { return s.appCPU }), c.perGB(func(s sample) float64 { return s.sysCPU }), others)
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "\nratios of medians\n")
+
+	// Targets.
+	fmt.Fprintf(&b, "\nratios of medians (✓ target met, ✗ not met)\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "direction\tstreams\tvnic / wireguard (target ≥ 1)\tvnic / veth\tcapture on / off\t\n")
+	fmt.Fprintf(tw, "direction\tstreams\tdirect / wireguard (≥ 1.5)\tdirect / veth (≥ 0.70)\trouter / direct (≥ 0.50)\tvnic→peer / direct (≥ 0.50)\tcapture on / off (≥ 0.80)\tvnic / wireguard (peer)\t\n")
+	met, total := 0, 0
+	mark := func(v, target float64) string {
+		if math.IsNaN(v) {
+			return "—"
+		}
+		total++
+		if v >= target {
+			met++
+			return fmt.Sprintf("%.2f ✓", v)
+		}
+		return fmt.Sprintf("%.2f ✗", v)
+	}
 	for _, d := range dirs {
 		for _, n := range streamsList {
+			dw := find(direct, d, n).median()
 			o := find(ours, d, n).median()
 			capRatio := "—"
 			if c := find(capt, d, n); capt != nil && c != nil {
-				capRatio = fmt.Sprintf("%.2f", c.median()/o)
+				capRatio = mark(c.median()/o, 0.8)
 			}
-			fmt.Fprintf(tw, "%v\t%d\t%.2f\t%.2f\t%s\t\n", d, n, o/find(wg, d, n).median(), o/find(veth, d, n).median(), capRatio)
+			fmt.Fprintf(tw, "%v\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", d, n,
+				mark(dw/find(wg, d, n).median(), 1.5), mark(dw/find(veth, d, n).median(), 0.7),
+				mark(find(viaRouter, d, n).median()/dw, 0.5), mark(o/dw, 0.5), capRatio, o/find(wg, d, n).median())
 		}
 	}
 	tw.Flush()
+	fmt.Fprintf(&b, "targets met: %d of %d\n", met, total)
 	if capt != nil {
-		fmt.Fprintf(&b, "\ncapture: %s; file %.1f GB at the end (%s)\n", capStats, float64(pcapBytes)/1e9, "deleted afterwards")
+		fmt.Fprintf(&b, "capture: %s; file %.1f GB at the end (%s)\n", capStats, float64(pcapBytes)/1e9, "deleted afterwards")
+	}
+
+	if len(lats) > 0 {
+		fmt.Fprintf(&b, "\nround-trip latency: ping -c 20 -i 0.05 (ICMP), median (min–max) ms; under load = during a 1-stream vnic/traffic Send on the same path\n")
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "path\tidle RTT ms\tlost\tloaded RTT ms\tlost\tload Gbit/s\t\n")
+		rng := func(v []float64) string {
+			if len(v) == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.3f (%.3f–%.3f)", medianOf(v), slices.Min(v), slices.Max(v))
+		}
+		for _, l := range lats {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.2f\t\n", l.name, rng(l.idle), l.lostI, rng(l.loaded), l.lostL, l.loadGbps)
+		}
+		tw.Flush()
+		fmt.Fprintf(&b, "\nidle: CPU of each child over %.1f s with no traffic:", idleSecs)
+		for _, i := range idles {
+			fmt.Fprintf(&b, " %s %.2f s (%.1f %% of a core);", i.name, i.cpu, 100*i.cpu/idleSecs)
+		}
+		fmt.Fprintf(&b, "\n")
+	}
+	if o.scale > 0 {
+		fmt.Fprintf(&b, "\nscale: %d direct-wire pairs (each two namespaces, two vnic NICs, our engine, a direct wire) in one child process\n", o.scale)
+		if scaleErr != nil {
+			fmt.Fprintf(&b, "  FAILED: %v\n", scaleErr)
+		} else {
+			r := scale
+			per := func(x, y float64) float64 { return (y - x) / math.Max(1, float64(r.Up)) }
+			fmt.Fprintf(&b, "  up: %d of %d in %.2f s (%.0f ms per pair: 2 netns + 2 TUN + config); %d of %d answered one ping each\n",
+				r.Up, r.Want, r.UpSeconds, 1000*r.UpSeconds/math.Max(1, float64(r.Up)), r.Pinged, r.Up)
+			fmt.Fprintf(&b, "  memory per idle pair: RSS %.0f KiB (%.1f → %.1f MiB), Go heap in use %.0f KiB (%.1f → %.1f MiB); %d goroutines\n",
+				per(float64(r.RSSBefore), float64(r.RSSIdle))/1024, float64(r.RSSBefore)/(1<<20), float64(r.RSSIdle)/(1<<20),
+				per(float64(r.HeapBefore), float64(r.HeapIdle))/1024, float64(r.HeapBefore)/(1<<20), float64(r.HeapIdle)/(1<<20), r.Goroutines)
+			fmt.Fprintf(&b, "  idle CPU with all up: %.2f s over %.1f s; teardown %.2f s\n", r.IdleCPU, r.IdleSeconds, r.DownSeconds)
+			if r.Err != "" {
+				fmt.Fprintf(&b, "  note: %s\n", r.Err)
+			}
+		}
 	}
 	fmt.Print(b.String())
 	if outPath != "" {
@@ -1059,9 +1258,49 @@ func machine() string {
 
 // profileRun CPU-profiles a child daemon of each engine during one Send
 // and one Receive.
-func profileRun(ctx context.Context, e *env, dir string, dur time.Duration) error {
+func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, routerGRO string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	// The NIC↔NIC children: direct wire and router, A→B and B→A.
+	for _, topo := range []string{"direct", "router"} {
+		for _, d := range []direction{send, recv} {
+			name := fmt.Sprintf("wire-%s-%s", topo, map[direction]string{send: "send", recv: "recv"}[d])
+			prof := filepath.Join(dir, name+".pprof")
+			tag := fmt.Sprintf("p%s%d", topo[:1], d)
+			c, nsA, nsB, ctl, err := e.startWire(ctx, tag, topo, routerGRO, prof)
+			if err != nil {
+				return err
+			}
+			server := netip.MustParsePrefix(directB).Addr().String()
+			if topo == "router" {
+				server = netip.MustParsePrefix(routerB).Addr().String()
+			}
+			stopSrv, err := goServer(nsB, server)
+			if err != nil {
+				return err
+			}
+			s0, _ := readWireStats(ctl)
+			c0, _ := procCPU(c.pid())
+			n, el, err := goTransfer(name, nsA, server).transfer(ctx, d, 1, dur)
+			c1, _ := procCPU(c.pid())
+			s1, serr := readWireStats(ctl)
+			stopSrv()
+			c.stop() // writes the profile
+			removeNetns(nsA)
+			removeNetns(nsB)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%-20s %d bytes in %v: %.2f Gbit/s; child CPU %.2f s = %.3f s/GB -> %s\n", name, n, el.Round(time.Millisecond),
+				float64(n)*8/el.Seconds()/1e9, c1-c0, (c1-c0)/(float64(n)/1e9), prof)
+			if serr == nil {
+				fmt.Println("  NIC A:")
+				printStatsDelta(s0.A, s1.A)
+				fmt.Println("  NIC B:")
+				printStatsDelta(s0.B, s1.B)
+			}
+		}
 	}
 	for _, engine := range []string{daemon.EngineVNIC, daemon.EngineWireGuard} {
 		for _, d := range []direction{send, recv} {
