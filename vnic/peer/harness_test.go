@@ -1,7 +1,6 @@
 package peer_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -10,12 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"vnic/vnic/glink/glinktest"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
 	"vnic/segment"
 	"vnic/vnic/peer"
@@ -265,39 +262,16 @@ func newPair(tb testing.TB, po pairOpts) *pair {
 	return pr
 }
 
-func fullAddr(a netip.Addr, port uint16) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
-	proto := ipv4.ProtocolNumber
-	if a.Is6() {
-		proto = ipv6.ProtocolNumber
-	}
-	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: port}, proto
-}
+var fullAddr = glinktest.FullAddr
 
 // dial opens a TCP connection from the client to the peer.
 func (pr *pair) dial(tb testing.TB, a netip.Addr, port uint16) *gonet.TCPConn {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	fa, proto := fullAddr(a, port)
-	c, err := gonet.DialContextTCP(ctx, pr.client.Stack(), fa, proto)
-	if err != nil {
-		tb.Fatalf("dial [%v]:%d: %v", a, port, err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
+	return glinktest.DialTCP(tb, pr.client.Stack(), a, port)
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, what string, d time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitFor = glinktest.WaitFor
 
 // settleGoroutines waits until the goroutine count falls to at most n.
 func settleGoroutines(n int, d time.Duration) int {

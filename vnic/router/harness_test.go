@@ -2,7 +2,6 @@ package router_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -10,11 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"vnic/vnic/glink/glinktest"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 
 	"vnic/segment"
 	"vnic/vnic/glink"
@@ -267,25 +265,11 @@ func newTopo(tb testing.TB, o topoOpts) *topo {
 	return t
 }
 
-func fullAddr(a netip.Addr, port uint16) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
-	proto := ipv4.ProtocolNumber
-	if a.Is6() {
-		proto = ipv6.ProtocolNumber
-	}
-	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFromSlice(a.AsSlice()), Port: port}, proto
-}
+var fullAddr = glinktest.FullAddr
 
 func (t *topo) dial(tb testing.TB, a netip.Addr, port uint16) *gonet.TCPConn {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	fa, proto := fullAddr(a, port)
-	c, err := gonet.DialContextTCP(ctx, t.client.Stack(), fa, proto)
-	if err != nil {
-		tb.Fatalf("dial [%v]:%d: %v", a, port, err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
+	return glinktest.DialTCP(tb, t.client.Stack(), a, port)
 }
 
 // download starts GET /bytes/n on the server and counts the body bytes
@@ -329,15 +313,6 @@ func (t *topo) download(tb testing.TB, a netip.Addr, n int) (got *atomic.Int64, 
 	return got, done
 }
 
-func waitFor(tb testing.TB, what string, d time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitFor = glinktest.WaitFor
 
 func tcpipAddr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice()) }
