@@ -124,6 +124,12 @@ func (e *Engine) setOptions(opt Options) {
 // at the next Coalesce call.
 func (e *Engine) SetDisabled(disabled bool) { e.opt.Disabled = disabled }
 
+// SetTrustChecksums turns the per-packet TCP/UDP checksum validation off
+// (true) or on at run time, for a batch whose checksums the caller knows
+// to be right (Options.TrustChecksums). It takes effect at the next
+// Coalesce call.
+func (e *Engine) SetTrustChecksums(trust bool) { e.opt.TrustChecksums = trust }
+
 // Stats returns a copy of the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats }
 

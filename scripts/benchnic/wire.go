@@ -116,17 +116,23 @@ func childWire(args []string) int {
 		return childScale(ctx, *n, *prefix)
 	}
 	log := childLogger()
+	engine := daemon.EngineVNIC
+	if *topo == "direct-wg" {
+		// The reference: the same direct wire with wireguard-go's
+		// tun package splitting and coalescing in both NICs.
+		*topo, engine = "direct", daemon.EngineWireGuard
+	}
 	addrA, addrB := directA, directB
 	if *topo == "router" {
 		addrA, addrB = routerA, routerB
 	}
-	a, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(addrA)}, Logger: log})
+	a, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(addrA)}, Engine: engine, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wire: NIC A:", err)
 		return 1
 	}
 	defer a.Close()
-	b, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(addrB)}, Logger: log})
+	b, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(addrB)}, Engine: engine, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wire: NIC B:", err)
 		return 1
@@ -162,7 +168,7 @@ func childWire(args []string) int {
 			return 1
 		}
 	default:
-		fmt.Fprintln(os.Stderr, "wire: -topo direct|router|scale")
+		fmt.Fprintln(os.Stderr, "wire: -topo direct|direct-wg|router|scale")
 		return 2
 	}
 	stopProfile, err := startCPUProfile(*prof)

@@ -58,6 +58,12 @@ type NICConfig struct {
 	Model string
 	// Batch is how many frames one read or write moves at most (default 64).
 	Batch int
+	// Engine is EngineVNIC (default) or EngineWireGuard: wireguard-go's
+	// tun package splitting and coalescing instead of segment/coalesce,
+	// the reference `make bench-nic` measures the direct wire against.
+	// The wireguard engine has no NIC models, hardware MTU or host-tx and
+	// host-rx captures.
+	Engine string
 	// Capture records host-tx, wire and host-rx; nil records nothing.
 	Capture *capture.NIC
 	// Logger receives the NIC's logs (default slog.Default()).
@@ -87,6 +93,17 @@ func (c *NICConfig) normalize() error {
 	if c.Batch == 0 {
 		c.Batch = 64
 	}
+	switch c.Engine {
+	case "":
+		c.Engine = EngineVNIC
+	case EngineVNIC:
+	case EngineWireGuard:
+		if c.HWMTU != c.MTU || c.Model != ModelStandard {
+			return cfgErr("engine %q has no hardware MTU or NIC model: leave HWMTU and Model unset", c.Engine)
+		}
+	default:
+		return cfgErr("engine %q: use %q or %q", c.Engine, EngineVNIC, EngineWireGuard)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -104,8 +121,9 @@ func (c *NICConfig) normalize() error {
 // loop).
 type NIC struct {
 	cfg    NICConfig
-	e      *engine
-	dev    *tundev.Device
+	e      *engine // EngineVNIC
+	wg     *wgNIC  // EngineWireGuard
+	dev    interface{ Close() error }
 	st     *stats
 	cancel context.CancelFunc
 	done   chan error
@@ -124,9 +142,17 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 	}
 	n := &NIC{cfg: cfg, st: newStats(), done: make(chan error, 1)}
 	log := cfg.Logger.With("dev", cfg.Name, "netns", cfg.Netns)
+	var dev *tundev.Device
 	if err := nsutil.Do(cfg.Netns, func() error {
 		var err error
-		n.dev, err = tundev.Open(tundev.Config{Name: cfg.Name, Offloads: tundev.All, Logger: log})
+		if cfg.Engine == EngineWireGuard {
+			if n.wg, err = openWireGuard(cfg.Name, cfg.MTU, n.st); err == nil {
+				n.wg.cap, n.dev = cfg.Capture, n.wg.dev
+			}
+			return err
+		}
+		dev, err = tundev.Open(tundev.Config{Name: cfg.Name, Offloads: tundev.All, Logger: log})
+		n.dev = dev
 		return err
 	}); err != nil {
 		return nil, err
@@ -144,8 +170,10 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 	if err := nsutil.ConfigureLink(h, cfg.Name, nsutil.LinkConfig{MTU: cfg.MTU, Addrs: cfg.Addrs, Up: true, TxQueueLen: 1000}); err != nil {
 		return nil, err
 	}
-	n.e = newEngine(n.dev, nil, cfg.Capture, n.st, cfg.Batch, cfg.MTU, cfg.HWMTU)
-	n.e.setModel(cfg.Model)
+	if dev != nil {
+		n.e = newEngine(dev, nil, cfg.Capture, n.st, cfg.Batch, cfg.MTU, cfg.HWMTU)
+		n.e.setModel(cfg.Model)
+	}
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
@@ -154,7 +182,7 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 	go func() {
 		err := ethtool.Watch(wctx, cfg.Netns, cfg.Name, func(f map[string]bool) {
 			if on, ok := f["rx-gro"]; ok {
-				n.e.setGRO(on)
+				n.setGRO(on)
 			}
 			once.Do(func() { first <- nil })
 		})
@@ -171,11 +199,13 @@ func OpenNIC(ctx context.Context, cfg NICConfig) (_ *NIC, err error) {
 // ModelTSOPassthrough or ModelNoCsum. It takes effect with the next frame
 // the host sends.
 func (n *NIC) SetModel(model string) error {
-	c := NICConfig{Model: model, MTU: n.cfg.MTU, HWMTU: n.cfg.HWMTU}
+	c := NICConfig{Model: model, MTU: n.cfg.MTU, HWMTU: n.cfg.HWMTU, Engine: n.cfg.Engine}
 	if err := c.normalize(); err != nil {
 		return err
 	}
-	n.e.setModel(c.Model)
+	if n.e != nil {
+		n.e.setModel(c.Model)
+	}
 	n.mu.Lock()
 	n.cfg.Model = c.Model
 	n.mu.Unlock()
@@ -192,12 +222,33 @@ func (n *NIC) Config() NICConfig {
 	return n.cfg
 }
 
+func (n *NIC) setGRO(on bool) {
+	if n.wg != nil {
+		n.wg.setGRO(on)
+		return
+	}
+	n.e.setGRO(on)
+}
+
 // Connect sets the far end of the wire; call it before Start.
-func (n *NIC) Connect(far WireEnd) { n.e.far = far }
+func (n *NIC) Connect(far WireEnd) {
+	if n.wg != nil {
+		n.wg.far = far
+		return
+	}
+	n.e.far = far
+}
 
 // Start starts the transmit loop (host → wire). Without Connect, what
 // the host sends is dropped.
 func (n *NIC) Start() {
+	if n.wg != nil {
+		if n.wg.far == nil {
+			n.wg.far = InjectFunc(func([][]byte) {})
+		}
+		go func() { n.done <- n.wg.txLoop() }()
+		return
+	}
 	if n.e.far == nil {
 		n.e.far = InjectFunc(func([][]byte) {})
 	}
@@ -208,19 +259,50 @@ func (n *NIC) Start() {
 // too).
 func (n *NIC) Done() <-chan error { return n.done }
 
+// rxEngine makes the NIC a directEnd for a NIC with vnic's engine on the
+// other end of a direct wire (nil with the wireguard engine).
+func (n *NIC) rxEngine() *engine { return n.e }
+
+// injectChecked is Inject for wire packets another NIC's engine
+// segmented and checksummed itself, connected to this one directly: GRO
+// skips verifying their checksums (checkedEnd).
+func (n *NIC) injectChecked(pkts [][]byte) {
+	if n.wg != nil {
+		n.wg.receive(pkts)
+		return
+	}
+	n.e.injectChecked(pkts)
+}
+
 // Inject is the NIC's receive side for wire packets (complete checksums,
 // at most the wire MTU): GRO, then into the host. It makes the NIC a
 // WireEnd for another NIC or a wire.Wire's Deliver.
-func (n *NIC) Inject(pkts [][]byte) { n.e.receive(pkts) }
+func (n *NIC) Inject(pkts [][]byte) {
+	if n.wg != nil {
+		n.wg.receive(pkts)
+		return
+	}
+	n.e.receive(pkts)
+}
 
 // Output is the receive side for a gVisor peer (peer.Options.Output): the
 // peer's NIC segments, the wire carries, this NIC coalesces.
-func (n *NIC) Output(pkts []peer.Packet) { n.e.output(pkts) }
+func (n *NIC) Output(pkts []peer.Packet) {
+	if n.wg != nil {
+		n.wg.output(pkts)
+		return
+	}
+	n.e.output(pkts)
+}
 
 // Stats returns the NIC's counters (Peer and Capture are left empty).
 func (n *NIC) Stats() Stats {
 	s := n.st.snapshot()
-	s.Name, s.Netns, s.Engine = n.cfg.Name, n.cfg.Netns, EngineVNIC
+	s.Name, s.Netns, s.Engine = n.cfg.Name, n.cfg.Netns, n.cfg.Engine
+	if n.wg != nil {
+		n.wg.stats(&s)
+		return s
+	}
 	s.GRO = n.e.groOn.Load()
 	s.Coalesce = n.e.coalesceStats()
 	return s

@@ -23,7 +23,7 @@ func (n *vnicNIC) stats(s *Stats) {
 func (d *Daemon) openNIC() (nic, error) {
 	switch d.cfg.Engine {
 	case EngineWireGuard:
-		return openWireGuard(d.cfg, d.st)
+		return openWireGuard(d.cfg.Name, d.cfg.MTU, d.st)
 	}
 	dev, err := tundev.Open(tundev.Config{Name: d.cfg.Name, Offloads: tundev.All, Logger: d.log})
 	if err != nil {
@@ -46,6 +46,6 @@ func (d *Daemon) setPeer(p *peer.Peer) {
 	case *vnicNIC:
 		n.far = p
 	case *wgNIC:
-		n.peer = p
+		n.far = p
 	}
 }

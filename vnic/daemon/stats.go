@@ -39,6 +39,25 @@ func (c *counter) add(n int) {
 
 func (c *counter) load() Counter { return Counter{c.packets.Load(), c.bytes.Load()} }
 
+// tally is a counter's increments gathered on one goroutine and added to
+// the shared counter once per batch (flushTo): two atomic adds per batch
+// instead of per packet, and no cache line bouncing between the cores
+// that run the two directions.
+type tally struct{ packets, bytes uint64 }
+
+func (t *tally) add(n int) {
+	t.packets++
+	t.bytes += uint64(n)
+}
+
+func (t *tally) flushTo(c *counter) {
+	if t.packets != 0 {
+		c.packets.Add(t.packets)
+		c.bytes.Add(t.bytes)
+		*t = tally{}
+	}
+}
+
 // Stats is a snapshot of a running daemon's counters, what `vnic stat`
 // prints. Every counter only grows.
 type Stats struct {

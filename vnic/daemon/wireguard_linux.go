@@ -19,10 +19,10 @@ import (
 // Write (handleGRO). The host-tx and host-rx views are inside wireguard-go
 // and not recorded; the wire is.
 type wgNIC struct {
-	dev  tun.Device
-	peer *peer.Peer
-	cap  *capture.NIC
-	st   *stats
+	dev tun.Device
+	far WireEnd // the peer, or another NIC on a direct wire
+	cap *capture.NIC
+	st  *stats
 
 	txBufs   [][]byte
 	txSizes  []int
@@ -39,10 +39,10 @@ type wgNIC struct {
 // each packet for the virtio header.
 const wgOffset = virtio.Size
 
-func openWireGuard(cfg Config, st *stats) (*wgNIC, error) {
-	dev, err := tun.CreateTUN(cfg.Name, cfg.MTU)
+func openWireGuard(name string, mtu int, st *stats) (*wgNIC, error) {
+	dev, err := tun.CreateTUN(name, mtu)
 	if err != nil {
-		return nil, fmt.Errorf("wireguard-go CreateTUN(%q): %w", cfg.Name, err)
+		return nil, fmt.Errorf("wireguard-go CreateTUN(%q): %w", name, err)
 	}
 	n := &wgNIC{dev: dev, st: st}
 	n.groOn.Store(true)
@@ -86,7 +86,7 @@ func (n *wgNIC) txLoop() error {
 			n.cap.Wire(now, capture.Out, p, capture.Origin{})
 			n.txInject[i] = p
 		}
-		n.peer.Inject(n.txInject[:cnt])
+		n.far.Inject(n.txInject[:cnt])
 	}
 }
 
@@ -117,6 +117,26 @@ func (n *wgNIC) output(pkts []peer.Packet) {
 			n.rxBufs[n.rxN+j] = b
 		}
 		n.rxN += c
+	}
+	n.flush()
+}
+
+// receive takes wire packets from the far end of a direct wire (another
+// NIC): copied into the receive buffers, as the daemon's engine does, and
+// handed to wireguard-go's Write, whose GRO coalesces them. One goroutine
+// at a time.
+func (n *wgNIC) receive(pkts [][]byte) {
+	now := time.Now()
+	for _, wp := range pkts {
+		n.st.wireIn.add(len(wp))
+		n.cap.Wire(now, capture.In, wp, capture.Origin{})
+		if n.rxN == len(n.rxBufs) {
+			n.flush()
+		}
+		b := n.rxBufs[n.rxN][:wgOffset+len(wp)]
+		copy(b[wgOffset:], wp)
+		n.rxBufs[n.rxN] = b
+		n.rxN++
 	}
 	n.flush()
 }
