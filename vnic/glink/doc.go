@@ -32,6 +32,14 @@
 // offload; the endpoint then verifies checksums itself, as a NIC with
 // rx-checksumming does.
 //
+// # Forwarding
+//
+// A stack that forwards IPv4 needs a ForwardGuard (GuardForwarding) on
+// all its endpoints: gVisor's IPv4 forwarding reads the forwarded packet's
+// header after it gave the buffer chunk behind it back to its pool. A
+// router that forwards some packets itself (not through the stack) queues
+// them with Endpoint.Forward, in order with the stack's.
+//
 // # Checksums
 //
 // Options.TXChecksumOffload makes the link claim TX checksum offload. A

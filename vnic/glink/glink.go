@@ -55,15 +55,13 @@ type Options struct {
 	// bigger than the device's.
 	MaxInject uint32
 
-	// UnpooledInject gives every injected packet its own garbage-collected
-	// buffer instead of one from gVisor's chunk pool. A forwarding stack
-	// needs it: gVisor's IPv4 forwarding (this version) reads a forwarded
-	// packet's header after the chunk behind it went back to the pool
-	// (race detector: forwardPacketWithRoute's h.TTL() against a chunk
-	// reused by another goroutine's PullUp/NewViewWithData), so with
-	// pooled chunks a concurrent Inject on another stack can overwrite it.
-	// Costs a 64 KiB allocation per packet.
-	UnpooledInject bool
+	// ForwardGuard must be set on every Endpoint of a stack that forwards
+	// IPv4: the guard GuardForwarding installed on that stack. gVisor's
+	// IPv4 forwarding reads a forwarded packet's header after the chunk
+	// behind it went back to gVisor's pool (see ForwardGuard); the
+	// Endpoint drops the guard's reference once the stack has delivered the
+	// packet. Not with GRO.
+	ForwardGuard *ForwardGuard
 
 	// TXChecksumOffload makes the link claim TX checksum offload, so
 	// gVisor does not recompute the L4 checksum of forwarded packets (see
@@ -99,12 +97,12 @@ type Packet struct {
 
 // Endpoint is a gVisor link endpoint for one end of a point-to-point wire.
 type Endpoint struct {
-	mtu      uint32
-	maxIn    uint32
-	unpooled bool
-	gsoMax   uint32
-	caps     stack.LinkEndpointCapabilities
-	useGRO   bool
+	mtu    uint32
+	maxIn  uint32
+	guard  *ForwardGuard
+	gsoMax uint32
+	caps   stack.LinkEndpointCapabilities
+	useGRO bool
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
@@ -152,13 +150,16 @@ func New(opt Options) (*Endpoint, error) {
 	if opt.MaxInject < opt.MTU || opt.MaxInject > 65535 {
 		return nil, fmt.Errorf("glink: MaxInject %d out of range MTU (%d)..65535", opt.MaxInject, opt.MTU)
 	}
+	if opt.ForwardGuard != nil && opt.GRO {
+		return nil, errors.New("glink: ForwardGuard with GRO: gVisor's GRO delivers packets after Inject's loop, the guard could not release them")
+	}
 	if opt.TxQueueBytes < 0 {
 		return nil, fmt.Errorf("glink: TxQueueBytes %d is negative", opt.TxQueueBytes)
 	}
 	if opt.TxQueueBytes == 0 {
 		opt.TxQueueBytes = DefaultTxQueueBytes
 	}
-	e := &Endpoint{mtu: opt.MTU, maxIn: opt.MaxInject, unpooled: opt.UnpooledInject, gsoMax: opt.GSOMaxSize, useGRO: opt.GRO}
+	e := &Endpoint{mtu: opt.MTU, maxIn: opt.MaxInject, guard: opt.ForwardGuard, gsoMax: opt.GSOMaxSize, useGRO: opt.GRO}
 	if opt.GRO {
 		e.caps |= stack.CapabilityRXChecksumOffload
 	}
@@ -264,7 +265,7 @@ func (e *Endpoint) SupportedGSO() stack.SupportedGSO {
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
-		if err := e.q.push(vnetHdr(pkt), pkt); err != nil { // only when closed
+		if err := e.q.push(vnetHdr(pkt), pkt, nil); err != nil { // only when closed
 			if n == 0 {
 				return 0, err
 			}
@@ -274,6 +275,22 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		n++
 	}
 	return n, nil
+}
+
+// Forward queues a packet that the endpoint's owner forwarded itself,
+// without the stack (a router's fast path), for Output, in order with
+// what the stack sends. hdr is its Packet.Hdr (a GSO super-packet must
+// carry NEEDS_CSUM with the pseudo-header sum in its checksum field, as
+// the stack's own do); data is copied. It is counted in OutForwarded
+// (and Out when Output gets it), and dropped like the stack's packets
+// (Drops.TxQueueFull, Drops.ClosedOut). It returns false only after
+// CloseOutput.
+func (e *Endpoint) Forward(hdr virtio.Hdr, data []byte) bool {
+	if e.q.push(hdr, nil, data) != nil {
+		return false
+	}
+	e.cnt.outForwarded.Add(1)
+	return true
 }
 
 // countOut counts what kind of packet the stack sent: forwarded, or an
@@ -321,7 +338,7 @@ func (e *Endpoint) Inject(pkts [][]byte) {
 		if !ok {
 			continue
 		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: e.payload(b)})
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
 		e.cnt.inPackets.Add(1)
 		e.cnt.inBytes.Add(uint64(len(b)))
 		if e.useGRO {
@@ -330,25 +347,16 @@ func (e *Endpoint) Inject(pkts [][]byte) {
 			e.gro.Enqueue(pkt)
 		} else {
 			d.DeliverNetworkPacket(proto, pkt)
+			if e.guard != nil {
+				// gVisor is done with the packet's header.
+				e.guard.unpin(pkt)
+			}
 		}
 		pkt.DecRef()
 	}
 	if e.useGRO {
 		e.gro.Flush()
 	}
-}
-
-// payload copies a wire packet into a gVisor buffer. With
-// Options.UnpooledInject the chunk is bigger than gVisor's largest pooled
-// size, so it (and every copy gVisor makes of it) is garbage collected
-// instead of returned to gVisor's chunk pool (see UnpooledInject).
-func (e *Endpoint) payload(b []byte) buffer.Buffer {
-	if !e.unpooled {
-		return buffer.MakeWithData(b)
-	}
-	v := buffer.NewView(buffer.MaxChunkSize + 1)
-	v.Write(b)
-	return buffer.MakeWithView(v)
 }
 
 // check returns the network protocol of a wire packet, or counts why it is

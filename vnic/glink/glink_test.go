@@ -47,18 +47,45 @@ func (r *rec) wait(t *testing.T) []byte {
 	}
 }
 
+// waitN waits until n packets came out.
+func (r *rec) waitN(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		got := len(r.pkts)
+		r.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d packets forwarded", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // forwarder is a two-NIC gVisor stack with forwarding on.
-func forwarder(t *testing.T, txCsum, unpooled bool) (*glink.Endpoint, *rec) {
+// With guarded, the stack has a glink.ForwardGuard (as every forwarding
+// stack must); without, it shows gVisor's race (forward_race_test.go).
+func forwarder(t *testing.T, txCsum, guarded bool) (*glink.Endpoint, *rec) {
 	out := &rec{}
-	in, err := glink.New(glink.Options{Output: func([]glink.Packet) {}, TXChecksumOffload: txCsum, UnpooledInject: unpooled})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eg, err := glink.New(glink.Options{Output: out.output, TXChecksumOffload: txCsum})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := stack.New(stack.Options{NetworkProtocols: []stack.NetworkProtocolFactory{ipv4.NewProtocol}})
+	var g *glink.ForwardGuard
+	if guarded {
+		var err error
+		if g, err = glink.GuardForwarding(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := glink.New(glink.Options{Output: func([]glink.Packet) {}, TXChecksumOffload: txCsum, ForwardGuard: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eg, err := glink.New(glink.Options{Output: out.output, TXChecksumOffload: txCsum, ForwardGuard: g})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.SetForwardingDefaultAndAllNICs(ipv4.ProtocolNumber, true)
 	for i, ep := range []*glink.Endpoint{in, eg} {
 		if err := s.CreateNIC(tcpip.NICID(i+1), ep); err != nil {

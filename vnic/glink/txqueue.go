@@ -99,8 +99,12 @@ func newTxQueue(limit int, stats *counters) *txQueue {
 	}
 }
 
-func (q *txQueue) push(h virtio.Hdr, pkt *stack.PacketBuffer) tcpip.Error {
-	size := pkt.Size()
+// push queues one packet: pkt's bytes, or raw when pkt is nil.
+func (q *txQueue) push(h virtio.Hdr, pkt *stack.PacketBuffer, raw []byte) tcpip.Error {
+	size := len(raw)
+	if pkt != nil {
+		size = pkt.Size()
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -118,7 +122,11 @@ func (q *txQueue) push(h virtio.Hdr, pkt *stack.PacketBuffer) tcpip.Error {
 		return nil
 	}
 	off := len(b.arena)
-	b.arena = appendPacket(b.arena, pkt)
+	if pkt != nil {
+		b.arena = appendPacket(b.arena, pkt)
+	} else {
+		b.arena = append(b.arena, raw...)
+	}
 	b.ents = append(b.ents, txEnt{hdr: h, off: off, len: size})
 	q.mu.Unlock()
 	select {
@@ -187,8 +195,9 @@ func (q *txQueue) flush(output func([]Packet)) {
 		output(b.pkts)
 		clear(b.pkts) // drop references into the arena
 		b.ents = b.ents[:0]
-		// Keep the arena unless one burst blew it up beyond the usual.
-		if cap(b.arena) > maxKeptArena {
+		// Keep the arena (growing it again costs a copy of everything
+		// queued) unless one burst blew it up beyond the queue's limit.
+		if cap(b.arena) > max(q.limit+maxPacketBytes, maxKeptArena) {
 			b.arena = nil
 		} else {
 			b.arena = b.arena[:0]
@@ -196,8 +205,12 @@ func (q *txQueue) flush(output func([]Packet)) {
 	}
 }
 
-// maxKeptArena bounds the memory a batch keeps between bursts.
-const maxKeptArena = 4 << 20
+// maxKeptArena is the least a batch may keep between bursts, whatever the
+// queue's limit; maxPacketBytes the most one packet adds beyond the limit.
+const (
+	maxKeptArena   = 4 << 20
+	maxPacketBytes = 1 << 16
+)
 
 // close stops accepting packets. The caller then closes done and waits for
 // run to return.

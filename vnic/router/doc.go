@@ -7,7 +7,7 @@
 // # Forwarding: what gVisor does, and what the router corrects
 //
 // Forwarding is gVisor's (stack.SetForwardingDefaultAndAllNICs for IPv4
-// and IPv6), with routes from the interfaces' prefixes and Options.Routes
+// and IPv6; GROFixed's merged packets aside, see below), with routes from the interfaces' prefixes and Options.Routes
 // (longest prefix first). Established by the tests in this package:
 //
 //   - TTL/hop limit is decremented, the IPv4 header checksum updated.
@@ -49,15 +49,31 @@
 //     ip_forward compared the merged skb's length with the egress MTU.
 //     Other merged packets are re-segmented, as that kernel's egress GSO
 //     did.
-//   - GROFixed: merged, then re-segmented with package segment before
-//     gVisor sees them, so each original segment meets the MTU check.
-//     Fixed kernels keep the GRO packet whole through the forwarding path
-//     and check it with ip_exceeds_mtu → skb_gso_validate_network_len
-//     (each segment's network length against the MTU), then segment it at
-//     the egress (validate_xmit_skb, or TSO hardware); the result on the
-//     wire is the same. Fixed-ID IPv4 runs are not merged at all in this
-//     mode (coalesce TUNEgress), since segmenting them again would change
+//   - GROFixed: a kernel with the fix. Merged packets are kept whole
+//     through the forwarding path and checked segment by segment against
+//     the egress MTU (ip_exceeds_mtu → skb_gso_validate_network_len), then
+//     leave the egress as one super-packet with a GSO virtio header, for
+//     the egress NIC's TSO: whoever consumes Iface.Output segments it
+//     (segment.Segment), and the wire carries the segments that arrived,
+//     TTL decremented (GROStats.ForwardedGSO). The router does this
+//     forwarding itself (Router.forwardWhole: TTL/hop limit, header
+//     checksum, gVisor's FindRoute for the egress), because gVisor cannot:
+//     DeepCopyForForwarding drops GSO metadata and its MTU check would
+//     refuse the merged packet (the 2014 bug). It takes only plain
+//     unicast TCP that gVisor would forward unchanged; a merged packet
+//     with TTL 1, IP options, for the router, unroutable, with segments
+//     above the egress MTU, or on a router with firewall rules is
+//     re-segmented with package segment and handed to gVisor, so that
+//     every ICMP answer, fragmentation and local delivery is still
+//     gVisor's. Fixed-ID IPv4 runs are not merged at all in this mode
+//     (coalesce TUNEgress), since segmenting them again would change
 //     their IDs.
+//
+// gVisor's IPv4 forwarding reads a forwarded packet's header from a
+// buffer chunk it has already returned to its pool (a race with every
+// other goroutine using gVisor buffers); the router's stack carries a
+// glink.ForwardGuard, which keeps that chunk referenced until gVisor is
+// done (see glink.ForwardGuard).
 //
 // # Firewall (story 4)
 //

@@ -87,8 +87,13 @@ func TestGROFixedAndOffComplete(t *testing.T) {
 				if st.ICMP.FragNeeded != 0 || st.ICMP.PacketTooBig != 0 {
 					t.Errorf("router sent PMTU ICMP: %+v", st.ICMP)
 				}
-				if mode == router.GROFixed && (g.SuperPackets == 0 || g.Resegmented == 0 || g.ForwardedWhole != 0) {
+				// The fixed kernel forwards the merged packets whole: out of
+				// eth0 with a GSO header, segmented by the egress NIC.
+				if mode == router.GROFixed && (g.SuperPackets == 0 || g.ForwardedGSO == 0 || g.ForwardedWhole != 0) {
 					t.Errorf("fixed GRO: %+v", g)
+				}
+				if l := st.Ifaces[0].Link; mode == router.GROFixed && (l.OutSuper == 0 || l.OutForwarded < g.ForwardedGSO) {
+					t.Errorf("fixed GRO: eth0 sent %d super-packets, forwarded %d, want >= %d", l.OutSuper, l.OutForwarded, g.ForwardedGSO)
 				}
 				if mode == router.GROOff && g.SuperPackets != 0 {
 					t.Errorf("GRO off merged: %+v", g)

@@ -104,16 +104,41 @@ func (n *nic) output(pkts []glink.Packet) {
 	}
 }
 
-// routerOut adapts a router interface's Output to a wire.
+// routerOut adapts a router interface's Output to a wire. Super-packets
+// (GROFixed forwards merged packets whole) are segmented first, as the
+// egress NIC's TSO would.
 type routerOut struct {
 	w     *wire.Wire
 	batch [][]byte
+	segs  [][]byte
+	sizes []int
+	arena []byte
 }
 
 func (o *routerOut) output(pkts []glink.Packet) {
 	o.batch = o.batch[:0]
+	o.arena = o.arena[:0]
 	for _, p := range pkts {
-		o.batch = append(o.batch, p.Data)
+		if p.Hdr == (virtio.Hdr{}) {
+			o.batch = append(o.batch, p.Data)
+			continue
+		}
+		if o.segs == nil {
+			o.segs = make([][]byte, 64)
+			for i := range o.segs {
+				o.segs[i] = make([]byte, 65536)
+			}
+			o.sizes = make([]int, len(o.segs))
+		}
+		k, err := segment.Segment(p.Hdr, p.Data, o.segs, o.sizes, 0, segment.Options{})
+		if err != nil {
+			continue
+		}
+		for i := range k {
+			off := len(o.arena)
+			o.arena = append(o.arena, o.segs[i][:o.sizes[i]]...)
+			o.batch = append(o.batch, o.arena[off:len(o.arena):len(o.arena)])
+		}
 	}
 	o.w.Send(o.batch)
 }

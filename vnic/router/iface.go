@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"vnic/coalesce"
 	"vnic/segment"
@@ -70,10 +71,10 @@ func (r *Router) newIface(i int, opt Iface) (*iface, error) {
 		MaxInject: GROMaxSize,
 		// A router leaves forwarded packets' L4 checksums alone.
 		TXChecksumOffload: true,
-		// gVisor's forwarding reads headers of released chunks (see
-		// glink.Options.UnpooledInject).
-		UnpooledInject: true,
-		Output:         f.output,
+		// gVisor's IPv4 forwarding reads headers of released chunks
+		// (see glink.ForwardGuard).
+		ForwardGuard: r.guard,
+		Output:       f.output,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("router: interface %s: %w", f.name, err)
@@ -173,6 +174,10 @@ func (f *iface) poll(mode GROMode, pkts [][]byte) {
 			continue
 		}
 		f.cnt.groSuper.Add(1)
+		if mode == GROFixed && f.r.forwardWhole(pkt, h) {
+			f.cnt.groForwardedGSO.Add(1)
+			continue
+		}
 		if mode == GROBuggy2014 && f.r.mustRefuse(pkt) {
 			// The 2014 bug: the merged packet meets the egress MTU check
 			// whole.
@@ -197,6 +202,84 @@ func (f *iface) poll(mode GROMode, pkts [][]byte) {
 		nseg += n
 	}
 	f.flush()
+}
+
+// forwardWhole is the fixed kernel's forwarding of a GRO packet: kept
+// whole through the forwarding path, its segments checked against the
+// egress MTU (ip_exceeds_mtu → skb_gso_validate_network_len), its TTL or
+// hop limit decremented once, and out on the egress interface as one
+// super-packet with its GSO header, for the egress NIC's TSO (whoever
+// consumes Iface.Output segments it, as package segment does). It takes
+// only the packets gVisor would forward unchanged but for the TTL: TCP
+// without IPv4 options or IPv6 extension headers, TTL/hop limit above 1,
+// unicast addresses that are not the router's, a route out of the
+// router, every segment within the egress MTU, and no firewall rules
+// (which see the wire's packets). Anything else returns false and is
+// re-segmented and handed to gVisor as before, so every ICMP answer,
+// fragmentation and local delivery is still gVisor's.
+func (r *Router) forwardWhole(pkt []byte, h virtio.Hdr) bool {
+	if len(r.fw) > 0 || r.gvOnly || h.GSOType&^virtio.GSOECN == virtio.GSOUDPL4 {
+		return false
+	}
+	var src, dst netip.Addr
+	proto := ipv4.ProtocolNumber
+	switch pkt[0] >> 4 {
+	case 4:
+		ip := header.IPv4(pkt)
+		if ip.HeaderLength() != header.IPv4MinimumSize || ip.TTL() <= 1 || ip.Protocol() != uint8(header.TCPProtocolNumber) {
+			return false
+		}
+		src, dst = netip.AddrFrom4(ip.SourceAddress().As4()), netip.AddrFrom4(ip.DestinationAddress().As4())
+		if r.isBroadcast(dst) {
+			return false
+		}
+	case 6:
+		ip := header.IPv6(pkt)
+		if ip.HopLimit() <= 1 || ip.NextHeader() != uint8(header.TCPProtocolNumber) {
+			return false
+		}
+		proto = ipv6.ProtocolNumber
+		src, dst = netip.AddrFrom16(ip.SourceAddress().As16()), netip.AddrFrom16(ip.DestinationAddress().As16())
+	default:
+		return false
+	}
+	if !src.IsGlobalUnicast() || !dst.IsGlobalUnicast() || r.isOwn(dst) || r.isOwn(src) {
+		return false
+	}
+	rt, err := r.s.FindRoute(0, tcpip.Address{}, tcpip.AddrFromSlice(dst.AsSlice()), proto, false)
+	if err != nil {
+		return false
+	}
+	nic, loop := rt.NICID(), rt.Loop()
+	rt.Release()
+	if loop != stack.PacketOut || nic < 1 || int(nic) > len(r.ifs) {
+		return false
+	}
+	out := r.ifs[nic-1]
+	if int(h.HdrLen)+int(h.GSOSize) > int(out.mtu) {
+		return false // ip_exceeds_mtu: gVisor answers for each segment
+	}
+	if proto == ipv4.ProtocolNumber {
+		// ip_decrease_ttl: TTL and header checksum, incrementally.
+		old := binary.BigEndian.Uint16(pkt[8:])
+		pkt[8]--
+		updateChecksum(pkt[10:12], old, binary.BigEndian.Uint16(pkt[8:]), false)
+	} else {
+		pkt[7]--
+	}
+	// After Close the link drops it (Drops.ClosedOut), as gVisor's would.
+	out.link.Forward(h, pkt)
+	return true
+}
+
+// isBroadcast reports whether a is the broadcast address of one of the
+// router's IPv4 prefixes, or the limited broadcast address.
+func (r *Router) isBroadcast(a netip.Addr) bool {
+	if a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return true
+	}
+	_, ok := r.bcast[a]
+	return ok
 }
 
 // mustRefuse reports whether a merged packet is one the 2014 kernel

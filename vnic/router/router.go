@@ -2,6 +2,7 @@ package router
 
 import (
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,9 +54,11 @@ const (
 	GROBuggy2014
 	// GROFixed: a kernel with the fix. The ingress merges, and the
 	// forwarding path checks each segment's length (ip_exceeds_mtu →
-	// skb_gso_validate_network_len), so the packet leaves as the segments
-	// it was made of. Modelled by segmenting the merged packet again
-	// (package segment) before it enters gVisor.
+	// skb_gso_validate_network_len) and keeps the packet whole: it leaves
+	// the egress as one super-packet with a GSO header (the egress NIC's
+	// TSO cuts it into the segments it was made of). Merged packets that
+	// are not plain forwarded TCP are re-segmented (package segment)
+	// before gVisor sees them (see the package doc).
 	GROFixed
 )
 
@@ -93,9 +96,12 @@ type Iface struct {
 	MaxReceive uint32
 	// GRO is the receive path's GRO mode at start; SetGRO changes it.
 	GRO GROMode
-	// Output receives the packets the router sends on this interface (the
-	// wire packets: complete, zero virtio header), in batches, from one
-	// goroutine per interface. The slice and Data are only valid during
+	// Output receives the packets the router sends on this interface, in
+	// batches, from one goroutine per interface: wire packets (complete,
+	// zero virtio header), and, when an ingress runs GROFixed, TCP
+	// super-packets forwarded whole, with a GSO virtio header
+	// (glink.Packet.Hdr) that the consumer must act on as the egress
+	// NIC's TSO does (segment.Segment). The slice and Data are only valid during
 	// the call. Output may call Inject. Required.
 	Output func(pkts []glink.Packet)
 }
@@ -133,7 +139,9 @@ type Router struct {
 	ifs    []*iface
 	fw     []*rule
 	own    map[netip.Addr]struct{}
+	bcast  map[netip.Addr]struct{} // directed broadcast of own IPv4 prefixes
 	gvOnly bool
+	guard  *glink.ForwardGuard
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -148,7 +156,7 @@ func New(opt Options) (*Router, error) {
 	if len(opt.Ifaces) == 0 {
 		return nil, errors.New("router: no interfaces: set Options.Ifaces")
 	}
-	r := &Router{log: opt.Logger, own: map[netip.Addr]struct{}{}, gvOnly: opt.gvisorOnly}
+	r := &Router{log: opt.Logger, own: map[netip.Addr]struct{}{}, bcast: map[netip.Addr]struct{}{}, gvOnly: opt.gvisorOnly}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -190,6 +198,12 @@ func New(opt Options) (*Router, error) {
 		}
 	}
 
+	if r.guard, err = glink.GuardForwarding(r.s); err != nil {
+		r.s.Close()
+		r.s.Wait()
+		return nil, fmt.Errorf("router: %w", err)
+	}
+
 	var routes []tcpip.Route
 	for i, ifc := range opt.Ifaces {
 		f, err := r.newIface(i, ifc)
@@ -213,6 +227,9 @@ func New(opt Options) (*Router, error) {
 				return nil, fmt.Errorf("router: adding address %v to %s: %s", a, f.name, err)
 			}
 			r.own[a.Addr()] = struct{}{}
+			if a.Addr().Is4() && a.Bits() < 31 {
+				r.bcast[lastAddr(a.Masked())] = struct{}{}
+			}
 			routes = append(routes, tcpip.Route{Destination: awp.Subnet(), NIC: f.id})
 		}
 	}
@@ -334,6 +351,14 @@ func (r *Router) teardown() {
 	for _, f := range r.ifs {
 		f.link.CloseOutput()
 	}
+}
+
+// lastAddr is the last address of an IPv4 prefix (its broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As4()
+	v := binary.BigEndian.Uint32(b[:]) | (1<<(32-p.Bits()) - 1)
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
 }
 
 // isOwn reports whether a is one of the router's addresses.

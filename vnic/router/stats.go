@@ -55,9 +55,13 @@ type GROStats struct {
 	// egress MTU check as one big packet.
 	ForwardedWhole uint64
 	// Resegmented counts the segments merged packets were cut back into
-	// before gVisor (GROFixed, and GROBuggy2014 where the bug does not
-	// bite).
+	// before gVisor (GROFixed when the packet is not one the router
+	// forwards whole, and GROBuggy2014 where the bug does not bite).
 	Resegmented uint64
+	// ForwardedGSO counts merged packets the router forwarded whole
+	// (GROFixed): out of the egress interface as one super-packet with a
+	// GSO header, counted there in Link.OutSuper and Link.OutForwarded.
+	ForwardedGSO uint64
 }
 
 // ICMPStats count ICMP messages the router originated, by type.
@@ -125,6 +129,7 @@ func (r *Router) Stats() Stats {
 				SuperPackets:   f.cnt.groSuper.Load(),
 				ForwardedWhole: f.cnt.groForwardedWhole.Load(),
 				Resegmented:    f.cnt.groResegmented.Load(),
+				ForwardedGSO:   f.cnt.groForwardedGSO.Load(),
 			},
 			ICMP: ICMPStats{
 				TimeExceeded:   f.cnt.icmpTimeExceeded.Load(),
@@ -180,7 +185,7 @@ func (r *Router) Stats() Stats {
 }
 
 type ifaceCounters struct {
-	groPolls, groSuper, groForwardedWhole, groResegmented atomic.Uint64
+	groPolls, groSuper, groForwardedWhole, groResegmented, groForwardedGSO atomic.Uint64
 
 	icmpTimeExceeded, icmpFragNeeded, icmpPacketTooBig, icmpDstUnreachable atomic.Uint64
 	icmpParamProblem, icmpEchoReply, icmpOther                             atomic.Uint64
