@@ -73,7 +73,8 @@ coalesced (GRO) on the way back. The peer answers ping and serves TCP echo 7,
 TCP/UDP discard 9, TCP chargen 19 and HTTP 80 (GET /bytes/N, POST /).`,
 		Example: `  vnic up --netns lab                       # vnic0 = 198.18.0.1/15, fd00::1/64; peer .2
   ip netns exec lab curl -s 198.18.0.2/bytes/100000 | wc -c
-  vnic up --netns lab --pcap /tmp/vnic.pcapng   # record host-tx, wire and host-rx`,
+  vnic up --netns lab --pcap /tmp/vnic.pcapng   # record host-tx, wire and host-rx
+  vnic up --netns lab --pcap /tmp/vnic.pcapng --snaplen 128   # headers only: far cheaper at full speed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.parse(); err != nil {
@@ -92,6 +93,7 @@ TCP/UDP discard 9, TCP chargen 19 and HTTP 80 (GET /bytes/N, POST /).`,
 	fl.IntVar(&f.cfg.MTU, "mtu", 1500, "interface (and wire) MTU")
 	fl.IntVar(&f.cfg.HWMTU, "hw-mtu", 0, "the NIC's hardware MTU, below --mtu: TCP is cut to fit by TSO behind the kernel's back, other larger frames are dropped (the forcedeth NIC)")
 	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file")
+	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
 	fl.StringVar(&f.cfg.Engine, "engine", daemon.EngineVNIC, "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")
 	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock)")
@@ -105,6 +107,9 @@ func (f *upFlags) parse() error {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)
 	}
 	f.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if f.cfg.Snaplen < 0 {
+		return fmt.Errorf("--snaplen %d: give the number of bytes to record of each packet (e.g. 128 for the headers), or 0 for whole packets", f.cfg.Snaplen)
+	}
 	for _, a := range f.addrs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(a))
 		if err != nil {

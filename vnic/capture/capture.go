@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -126,10 +125,10 @@ type Options struct {
 	// original length is always the full length. 0 keeps whole packets.
 	Snaplen int
 	// QueueLen is the number of packets that may wait for the writer
-	// goroutine; 0 means 4096.
+	// goroutine, rounded up to a power of two (at least 2); 0 means 4096.
 	QueueLen int
 	// QueueBytes bounds the memory of the buffers (pooled, in size classes
-	// from 2 KiB to 64.5 KiB) of packets waiting for the writer goroutine,
+	// from 256 bytes to 64.5 KiB) of packets waiting for the writer goroutine,
 	// so a burst of super-packets cannot take QueueLen × 64 KiB; 0 means
 	// 32 MiB.
 	QueueBytes int
@@ -160,7 +159,7 @@ type Stats struct {
 // Writer records packets into a pcapng file. Its methods are safe for
 // concurrent use; a nil *Writer records nothing.
 type Writer struct {
-	q        chan *rec
+	q        *queue
 	block    bool
 	snaplen  int
 	linkType layers.LinkType
@@ -176,7 +175,12 @@ type Writer struct {
 	nicMu sync.Mutex
 	nics  atomic.Pointer[map[string]*NIC]
 
-	written, bytes, dropped, failed atomic.Uint64
+	// dropped is added to by the data path, written and bytes by the
+	// writer for every packet: a cache line apart.
+	_                      [64]byte
+	dropped                atomic.Uint64
+	_                      [56]byte
+	written, bytes, failed atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -193,10 +197,9 @@ type Writer struct {
 	dirty    bool
 	flushInt time.Duration
 	hdrs     map[virtio.Hdr]string
-	cbuf     []byte
-	comments [1]string
-	flags    pcapgo.NgEpbFlags
-	discard  bool // test hook: release records without writing them
+	cbuf     []byte // the packet comment being formatted
+	epb      []byte // the block being encoded, less the packet data
+	discard  bool   // test hook: release records without writing them
 }
 
 // NIC is the recorder for one ifname, from Writer.NIC. Holding it saves
@@ -266,7 +269,7 @@ func newWriter(out io.Writer, name string, opts Options) (*Writer, error) {
 		opts.LinkType = LinkTypeDLTRaw
 	}
 	w := &Writer{
-		q:        make(chan *rec, opts.QueueLen),
+		q:        newQueue(opts.QueueLen),
 		block:    opts.Block,
 		snaplen:  opts.Snaplen,
 		linkType: opts.LinkType,
@@ -302,6 +305,9 @@ func newWriter(out io.Writer, name string, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: write pcapng header: %w", err)
 	}
+	// bufio.NewWriter inside NgWriter returns w.bw itself (it is large
+	// enough), so NgWriter's blocks (header, interfaces, statistics) and
+	// writeEPB's packets share one buffer and stay in order.
 	w.ng = ng
 	if firstNIC != nil {
 		firstNIC.ids[HostTX] = 0
@@ -512,8 +518,11 @@ func (w *Writer) drop(c *NIC, p Point) {
 	c.dropped[p].Add(1)
 }
 
-// get copies pkt into a pooled record, or returns nil (and counts a drop)
-// when the writer is closed or behind.
+// get copies the first snaplen bytes of pkt into a pooled record, or
+// returns nil (and counts a drop) when the writer is closed or behind.
+// Whether there is room is decided before the copy, so a drop costs a few
+// atomic loads; nothing is locked, and nothing is allocated once the pools
+// are warm.
 func (w *Writer) get(c *NIC, p Point, pkt []byte) *rec {
 	if w.closed.Load() {
 		return nil
@@ -522,9 +531,7 @@ func (w *Writer) get(c *NIC, p Point, pkt []byte) *rec {
 	if w.snaplen > 0 && n > w.snaplen {
 		n = w.snaplen
 	}
-	// Cheap early outs before paying for the copy; send re-checks the
-	// queue.
-	if !w.block && len(w.q) == cap(w.q) {
+	if !w.block && w.q.full() {
 		w.drop(c, p)
 		return nil
 	}
@@ -548,25 +555,22 @@ func (w *Writer) get(c *NIC, p Point, pkt []byte) *rec {
 	return r
 }
 
-// send hands r to the writer goroutine.
+// send hands r to the writer goroutine. It wakes the writer (a channel
+// send that may cost a futex wake-up) only when the writer sleeps or has
+// fallen half behind; otherwise the writer's next poll finds r.
 func (w *Writer) send(r *rec) {
-	select {
-	case w.q <- r:
-	default:
-		if !w.block {
-			w.drop(r.nic, r.point)
+	for !w.q.push(r) {
+		if !w.block || w.closed.Load() {
+			if !w.block {
+				w.drop(r.nic, r.point)
+			}
 			w.release(r)
 			return
 		}
 		w.wake()
-		select {
-		case w.q <- r:
-		case <-w.stop:
-			w.release(r)
-			return
-		}
+		time.Sleep(50 * time.Microsecond)
 	}
-	if w.sleeping.Load() || len(w.q) >= w.wakeAt || w.inflight.Load() >= w.maxBytes/2 {
+	if w.sleeping.Load() || w.q.len() >= w.wakeAt || w.inflight.Load() >= w.maxBytes/2 {
 		w.wake()
 	}
 }
@@ -583,20 +587,33 @@ func (w *Writer) release(r *rec) {
 // idleRounds empty polls, flushes and sleeps until a caller wakes it.
 // Callers wake it only when it sleeps or the queue (or its byte budget) is
 // half full.
+//
+// A writer that falls behind (packets were dropped in the last
+// behindWindow) cannot record everything anyway; it then runs at the lowest
+// CPU priority (see priority), so that the NIC and the applications get
+// the CPU first and capture takes only what they leave, until a window
+// passes without drops.
 const (
 	pollInterval = time.Millisecond
 	idleRounds   = 10
+	behindWindow = 100 * time.Millisecond
+	// drainBatch bounds a drain, so that under a steady load the writer
+	// still gets round to flushing and checking whether it is behind.
+	drainBatch = 1024
 )
 
 // run is the writer goroutine.
 func (w *Writer) run() {
 	defer close(w.done)
+	pr := newPriority(w.log)
+	lastDrops, lastCheck := w.dropped.Load(), time.Now()
 	timer := time.NewTimer(pollInterval)
 	defer timer.Stop()
 	lastFlush := time.Now()
 	idle := 0
 	for {
-		if w.drain() {
+		n := w.drain(drainBatch)
+		if n > 0 {
 			idle = 0
 		} else {
 			idle++
@@ -605,6 +622,14 @@ func (w *Writer) run() {
 			w.flush()
 			lastFlush = time.Now()
 		}
+		if now := time.Now(); now.Sub(lastCheck) >= behindWindow {
+			d := w.dropped.Load()
+			pr.set(d != lastDrops)
+			lastDrops, lastCheck = d, now
+		}
+		if n == drainBatch {
+			continue // more queued: no wait
+		}
 		wait := pollInterval
 		if idle >= idleRounds {
 			if w.dirty {
@@ -612,7 +637,7 @@ func (w *Writer) run() {
 				lastFlush = time.Now()
 			}
 			w.sleeping.Store(true)
-			if len(w.q) > 0 { // a caller enqueued before seeing sleeping
+			if w.q.len() > 0 { // a caller enqueued before seeing sleeping
 				w.sleeping.Store(false)
 				continue
 			}
@@ -624,7 +649,7 @@ func (w *Writer) run() {
 		case <-timer.C:
 		case <-w.stop:
 			w.sleeping.Store(false)
-			w.drain()
+			w.drain(-1)
 			w.finish()
 			return
 		}
@@ -632,18 +657,18 @@ func (w *Writer) run() {
 	}
 }
 
-// drain writes every queued record and reports whether there was any.
-func (w *Writer) drain() bool {
-	any := false
-	for {
-		select {
-		case r := <-w.q:
-			w.write(r)
-			any = true
-		default:
-			return any
+// drain writes queued records, at most max of them (all if max < 0), and
+// returns how many.
+func (w *Writer) drain(max int) int {
+	n := 0
+	for ; n != max; n++ {
+		r := w.q.pop()
+		if r == nil {
+			break
 		}
+		w.write(r)
 	}
+	return n
 }
 
 // wake wakes the writer goroutine; never blocks.
@@ -672,24 +697,8 @@ func (w *Writer) write(r *rec) {
 			return
 		}
 	}
-	w.comments[0] = w.comment(r)
-	switch r.dir {
-	case Out:
-		w.flags.Direction = pcapgo.NgEpbFlagDirectionOutbound
-	case In:
-		w.flags.Direction = pcapgo.NgEpbFlagDirectionInbound
-	default:
-		w.flags.Direction = pcapgo.NgEpbFlagDirectionUnknown
-	}
-	ci := gopacket.CaptureInfo{
-		Timestamp:      r.ts,
-		CaptureLength:  len(r.data),
-		Length:         r.origLen,
-		InterfaceIndex: c.ids[r.point],
-	}
-	err := w.ng.WritePacketWithOptions(ci, r.data, pcapgo.NgPacketOptions{Comments: w.comments[:], Flags: &w.flags})
-	w.comments[0] = ""
-	if err != nil {
+	w.cbuf = w.appendComment(w.cbuf[:0], r)
+	if err := w.writeEPB(c.ids[r.point], r, w.cbuf); err != nil {
 		w.fail(fmt.Errorf("capture: write packet to %s: %w", w.name, err))
 		w.failed.Add(1)
 		return

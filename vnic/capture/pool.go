@@ -25,10 +25,11 @@ type rec struct {
 	class   int8 // pool index, -1 for an unpooled oversize buffer
 }
 
-// Buffer size classes: wire packets (a 1500-byte MTU plus slack), jumbo
-// frames, and super-packets up to the 64 KiB IP limit plus an IPv6 header.
-// Larger packets (BIG TCP) get an unpooled buffer.
-var classSizes = [...]int{2048, 4096, 9216, 16 << 10, 32 << 10, 64<<10 + 512}
+// Buffer size classes: headers cut by a snap length (256), wire packets (a
+// 1500-byte MTU plus slack), jumbo frames, and super-packets up to the 64
+// KiB IP limit plus an IPv6 header. Larger packets (BIG TCP) get an
+// unpooled buffer.
+var classSizes = [...]int{256, 2048, 4096, 9216, 16 << 10, 32 << 10, 64<<10 + 512}
 
 var pools [len(classSizes)]sync.Pool
 

@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,63 @@ func TestLinkTypeRaw101(t *testing.T) {
 			t.Logf("as expected, libpcap cannot read several LINKTYPE_RAW interfaces")
 		} else {
 			t.Logf("this libpcap reads several LINKTYPE_RAW interfaces: LinkTypeDLTRaw may no longer be needed")
+		}
+	}
+}
+
+// TestTsharkSnaplen: a file with a snap length reads in tshark and tcpdump;
+// every packet keeps its original length (frame.len) with only the first
+// snaplen bytes captured (frame.cap_len), as with tcpdump -s. tshark shows
+// a cut packet as "N bytes on wire, 128 bytes captured", and a dissector
+// that runs out of captured bytes (a snap length inside the TCP header)
+// as "[Packet size limited during capture: ...]".
+func TestTsharkSnaplen(t *testing.T) {
+	tshark := needTool(t, "tshark")
+	for _, snaplen := range []int{128, 30} {
+		path := filepath.Join(t.TempDir(), "snap.pcapng")
+		w, err := Create(path, Options{Ifnames: []string{"vnic0"}, Block: true, Snaplen: snaplen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := record(t, w)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := runTool(t, tshark, "-r", path, "-T", "fields", "-E", "separator=/t",
+			"-e", "frame.len", "-e", "frame.cap_len", "-e", "frame.interface_name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		if len(lines) != len(ws) {
+			t.Fatalf("snaplen %d: tshark shows %d packets, want %d:\n%s", snaplen, len(lines), len(ws), out)
+		}
+		for i, line := range lines {
+			want := fmt.Sprintf("%d\t%d\t%s", len(ws[i].data), min(len(ws[i].data), snaplen), ws[i].intf)
+			if line != want {
+				t.Errorf("snaplen %d: tshark packet %d: len, cap_len, interface %q, want %q", snaplen, i+1, line, want)
+			}
+		}
+		// Packet 1 is vnic0's 10,040-byte TCP super-packet.
+		out, err = runTool(t, tshark, "-r", path, "-V", "-Y", "frame.number == 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantText := fmt.Sprintf("%d bytes on wire (%d bits), %d bytes captured", len(ws[0].data), 8*len(ws[0].data), snaplen)
+		if snaplen < 40 {
+			wantText = "Packet size limited during capture"
+		}
+		if !strings.Contains(out, wantText) {
+			t.Errorf("snaplen %d: tshark -V on packet 1 does not say %q:\n%s", snaplen, wantText, out)
+		}
+		if tcpdump, err := exec.LookPath("tcpdump"); err == nil {
+			out, err := runTool(t, tcpdump, "-n", "-r", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(out, "\n"); n != len(ws) {
+				t.Errorf("snaplen %d: tcpdump shows %d packets, want %d:\n%s", snaplen, n, len(ws), out)
+			}
 		}
 	}
 }

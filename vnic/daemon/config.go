@@ -52,6 +52,11 @@ type Config struct {
 	// Pcap is a pcapng file to record host-tx, wire and host-rx into; ""
 	// records nothing.
 	Pcap string
+	// Snaplen is how many bytes of each packet Pcap records, as tcpdump's
+	// -s: 0 (default) records whole packets; 128 keeps the IP and TCP
+	// headers of every packet at a fraction of the cost. A cut packet
+	// keeps its original length in the file.
+	Snaplen int
 	// Engine is EngineVNIC (default) or EngineWireGuard.
 	Engine string
 	// PeerGSO lets the peer's TCP hand its NIC super-packets (default on;
@@ -159,6 +164,9 @@ func (c *Config) Normalize() error {
 	}
 	if c.Control == "" {
 		c.Control = ControlPath(c.Netns, c.Name)
+	}
+	if c.Snaplen < 0 {
+		return cfgErr("snaplen %d: give the number of bytes to record of each packet (e.g. 128 for the headers), or 0 for whole packets", c.Snaplen)
 	}
 	if c.Batch == 0 {
 		c.Batch = 64
