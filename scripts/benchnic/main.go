@@ -15,10 +15,13 @@
 //     by a direct wire (daemon.OpenNIC + Connect, as vnic/lab does): the
 //     headline path; vnic/traffic in A against a Go discard/chargen server
 //     in B;
+//   - direct wire, wireguard-go: the same direct wire with wireguard-go's
+//     tun package in both NICs (NICConfig.Engine "wireguard"): the
+//     reference engine for the headline ratio;
 //   - via router: the same two NICs with the gVisor router (vnic/router)
 //     between them (-router-gro sets its GRO).
 //
-// The NIC↔NIC rows run -wire-time each (default 3 s); their NICs, wire and
+// The NIC↔NIC rows run -wire-time each (default 10 s); their NICs, wire and
 // router live in a child process ("wire" mode, see wire.go) whose CPU is
 // the daemon column, and which serves both NICs' counters on a unix socket.
 // Every daemon row also reports the packets per second on the host NIC's
@@ -31,8 +34,9 @@
 // its own two namespaces, brought up at once in one child process, with
 // the time to bring them up, RSS and Go heap per idle pair, one ping
 // through each, and the teardown. Then the ratios against the targets
-// (direct ≥ 1.5 × wireguard and ≥ 0.70 × veth, router and peer paths ≥ 0.5
-// × direct, capture on ≥ 0.8 × off), each marked met or not.
+// (direct ≥ 1.5 × the wireguard-go direct wire and ≥ 0.70 × veth, its
+// daemon CPU per GB ≤ wireguard-go's, router and peer paths ≥ 0.5 × direct,
+// capture on ≥ 0.8 × off), each marked met or not.
 //
 // Each cell (path × direction × streams) is measured -runs times for -time
 // each; the rounds are interleaved (vnic, wireguard, veth, vnic, …) so that
@@ -54,10 +58,11 @@
 //
 // With -profile DIR it only profiles: a child daemon (our engine, and the
 // wireguard one) runs with a CPU profile during one Send and one Receive
-// of -time each, written to DIR/{vnic,wireguard}-{send,recv}.pprof; read
-// them with `go tool pprof -top FILE`.
+// of -time each, written to DIR/{vnic,wireguard}-{send,recv}.pprof, and
+// likewise the NIC↔NIC children (DIR/wire-{direct,direct-wg,router}-*.pprof);
+// -profile-only picks some of them. Read them with `go tool pprof -top FILE`.
 //
-// Usage: sudo go run ./scripts/benchnic [-runs 3] [-time 4s] [-wire-time 3s] [-scale 64] [-out bench/daemon.txt]
+// Usage: sudo go run ./scripts/benchnic [-runs 3] [-time 10s] [-wire-time 10s] [-scale 64] [-out bench/daemon.txt]
 package main
 
 import (
@@ -135,6 +140,7 @@ func childDaemon(args []string) int {
 	fs.StringVar(&cfg.Netns, "netns", "", "")
 	fs.StringVar(&cfg.Engine, "engine", daemon.EngineVNIC, "")
 	fs.StringVar(&cfg.Pcap, "pcap", "", "")
+	fs.IntVar(&cfg.Snaplen, "snaplen", 0, "")
 	prof := fs.String("cpuprofile", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -479,7 +485,7 @@ func (e *env) startDaemon(ctx context.Context, tag, engine, pcap, cpuprofile str
 	}
 	argv := []string{exe, "-netns", ns, "-engine", engine}
 	if pcap != "" {
-		argv = append(argv, "-pcap", pcap)
+		argv = append(argv, "-pcap", pcap, "-snaplen", strconv.Itoa(pcapSnaplen))
 	}
 	if cpuprofile != "" {
 		argv = append(argv, "-cpuprofile", cpuprofile)
@@ -862,17 +868,38 @@ func (c *cell) perGB(cpu func(sample) float64) float64 {
 	return secs / (float64(n) / 1e9)
 }
 
+// pcapSnaplen is -pcap-snaplen: the capture row's daemon.Config.Snaplen.
+var pcapSnaplen int
+
+// pcapRowName names the capture row, with its snap length if it has one.
+func pcapRowName() string {
+	if pcapSnaplen > 0 {
+		return fmt.Sprintf("vnic+pcap s%d", pcapSnaplen)
+	}
+	return "vnic+pcap"
+}
+
+// pcapSnaplenText says what the capture row records of each packet.
+func pcapSnaplenText() string {
+	if pcapSnaplen > 0 {
+		return fmt.Sprintf("snaplen %d: the first %d bytes of each packet", pcapSnaplen, pcapSnaplen)
+	}
+	return "snaplen 0: whole packets"
+}
+
 func run() int {
 	runs := flag.Int("runs", 3, "measurements of each path, direction and stream count")
-	dur := flag.Duration("time", 4*time.Second, "length of each measurement (vnic, wireguard, veth and capture rows)")
+	dur := flag.Duration("time", 10*time.Second, "length of each measurement (vnic, wireguard, veth and capture rows)")
 	out := flag.String("out", "bench/daemon.txt", "write the table here too (\"\" for stdout only)")
 	vethTool := flag.String("veth-tool", "auto", "veth reference: iperf3, go (vnic/traffic against a Go server) or auto (iperf3 if installed)")
 	noPcap := flag.Bool("no-pcap", false, "skip the capture-on runs")
-	wireTime := flag.Duration("wire-time", 3*time.Second, "length of each measurement of the NIC↔NIC rows (direct wire, router)")
-	routerGRO := flag.String("router-gro", "off", "the gVisor router's GRO on both interfaces: off or fixed")
+	flag.IntVar(&pcapSnaplen, "pcap-snaplen", 0, "bytes of each packet the capture row records (daemon.Config.Snaplen, vnic up --snaplen); 0 = whole packets")
+	wireTime := flag.Duration("wire-time", 10*time.Second, "length of each measurement of the NIC↔NIC rows (direct wire, router)")
+	routerGRO := flag.String("router-gro", "fixed", "the gVisor router's GRO on both interfaces: fixed (a Linux router's default: GRO on, merged packets forwarded whole with GSO) or off")
 	scaleN := flag.Int("scale", 64, "direct-wire pairs to bring up at once in the scale test (0: skip)")
 	noLatency := flag.Bool("no-latency", false, "skip the ping latency and idle CPU measurements")
 	profile := flag.String("profile", "", "instead of the benchmark: CPU-profile the daemon (both engines) during one Send and one Receive of -time each, into this directory")
+	flag.StringVar(&profileOnly, "profile-only", "", "with -profile: only these paths, comma-separated (direct, direct-wg, router, vnic, wireguard)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "benchnic: needs root (namespaces, TUN): sudo go run ./scripts/benchnic")
@@ -933,6 +960,10 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
+	directWG, err := e.wirePath(ctx, "direct wire, wireguard-go", "dwg", "direct-wg", o.routerGRO)
+	if err != nil {
+		return err
+	}
 	viaRouter, err := e.wirePath(ctx, "via router", "rt", "router", o.routerGRO)
 	if err != nil {
 		return err
@@ -952,7 +983,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	var capt *path
 	pcapFile := filepath.Join(e.tmp, "bench.pcapng")
 	if withPcap {
-		if capt, err = e.daemonPath(ctx, "vnic+pcap", "pcap", daemon.EngineVNIC, pcapFile); err != nil {
+		if capt, err = e.daemonPath(ctx, pcapRowName(), "pcap", daemon.EngineVNIC, pcapFile); err != nil {
 			return err
 		}
 	}
@@ -971,9 +1002,9 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		}
 		return nil
 	}
-	for _, p := range []*path{direct, viaRouter, ours, wg, veth} {
+	for _, p := range []*path{direct, directWG, viaRouter, ours, wg, veth} {
 		cd := dur
-		if p == direct || p == viaRouter {
+		if p == direct || p == directWG || p == viaRouter {
 			cd = o.wireDur
 		}
 		for _, d := range dirs {
@@ -989,7 +1020,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	}
 
 	// Warm-up: one short transfer each way through every path.
-	for _, p := range []*path{direct, viaRouter, ours, wg, veth, capt} {
+	for _, p := range []*path{direct, directWG, viaRouter, ours, wg, veth, capt} {
 		if p == nil {
 			continue
 		}
@@ -1037,7 +1068,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 			return ctx.Err()
 		}
 		progress("idle CPU: 5 s with no traffic")
-		kids := []*path{ours, wg, direct, viaRouter}
+		kids := []*path{ours, wg, direct, directWG, viaRouter}
 		c0 := make([]float64, len(kids))
 		for i, p := range kids {
 			c0[i], _ = procCPU(p.daemon.pid())
@@ -1097,9 +1128,10 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "vnic daemon benchmark (scripts/benchnic), %s\n", time.Now().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "machine: %s\n", machine())
-	fmt.Fprintf(&b, "method: TCP, MTU 1500, %d runs per cell (%v each; direct wire and router rows %v), rounds interleaved (direct, router, vnic, wireguard, veth), capture runs last; total %v\n",
+	fmt.Fprintf(&b, "method: TCP, MTU 1500, %d runs per cell (%v each; direct wire and router rows %v), rounds interleaved (direct, direct wireguard-go, router, vnic, wireguard, veth), capture runs last; total %v\n",
 		runs, dur, o.wireDur, time.Since(started).Round(time.Second))
 	fmt.Fprintf(&b, "  direct wire: two namespaces A, B, a vnic NIC (our engine) in each, A's wire straight into B's receive side and back (vnic/lab's wire without impairments);\n")
+	fmt.Fprintf(&b, "  direct wire, wireguard-go: the same wire with wireguard-go's tun package in both NICs (its gsoSplit on read, its GRO on write): the reference engine;\n")
 	fmt.Fprintf(&b, "  via router: the same with the gVisor router (vnic/router, GRO %s) between them, A 198.18.2.0/24, B 198.18.3.0/24;\n", o.routerGRO)
 	fmt.Fprintf(&b, "    both in one child process (this program re-executed), its CPU in the daemon column; vnic/traffic in A against a Go discard/chargen server in B (this process);\n")
 	fmt.Fprintf(&b, "    host→peer = A→B (discard :9), peer→host = B→A (chargen :19)\n")
@@ -1139,7 +1171,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	// Targets.
 	fmt.Fprintf(&b, "\nratios of medians (✓ target met, ✗ not met)\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "direction\tstreams\tdirect / wireguard (≥ 1.5)\tdirect / veth (≥ 0.70)\trouter / direct (≥ 0.50)\tvnic→peer / direct (≥ 0.50)\tcapture on / off (≥ 0.80)\tvnic / wireguard (peer)\t\n")
+	fmt.Fprintf(tw, "direction\tstreams\tdirect / wireguard (≥ 1.5)\tdirect / veth (≥ 0.70)\tdirect CPU/GB / wireguard-go's (≤ 1.00)\trouter / direct (≥ 0.50)\tvnic→peer / direct (≥ 0.50)\tcapture on / off (≥ 0.80)\tvnic / wireguard (peer)\t\n")
 	met, total := 0, 0
 	mark := func(v, target float64) string {
 		if math.IsNaN(v) {
@@ -1152,6 +1184,18 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		}
 		return fmt.Sprintf("%.2f ✗", v)
 	}
+	markLE := func(v, target float64) string {
+		if math.IsNaN(v) {
+			return "—"
+		}
+		total++
+		if v <= target {
+			met++
+			return fmt.Sprintf("%.2f ✓", v)
+		}
+		return fmt.Sprintf("%.2f ✗", v)
+	}
+	daemonGB := func(c *cell) float64 { return c.perGB(func(s sample) float64 { return s.daemonCPU }) }
 	for _, d := range dirs {
 		for _, n := range streamsList {
 			dw := find(direct, d, n).median()
@@ -1160,15 +1204,16 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 			if c := find(capt, d, n); capt != nil && c != nil {
 				capRatio = mark(c.median()/o, 0.8)
 			}
-			fmt.Fprintf(tw, "%v\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", d, n,
-				mark(dw/find(wg, d, n).median(), 1.5), mark(dw/find(veth, d, n).median(), 0.7),
+			fmt.Fprintf(tw, "%v\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", d, n,
+				mark(dw/find(directWG, d, n).median(), 1.5), mark(dw/find(veth, d, n).median(), 0.7),
+				markLE(daemonGB(find(direct, d, n))/daemonGB(find(directWG, d, n)), 1),
 				mark(find(viaRouter, d, n).median()/dw, 0.5), mark(o/dw, 0.5), capRatio, o/find(wg, d, n).median())
 		}
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "targets met: %d of %d\n", met, total)
 	if capt != nil {
-		fmt.Fprintf(&b, "capture: %s; file %.1f GB at the end (%s)\n", capStats, float64(pcapBytes)/1e9, "deleted afterwards")
+		fmt.Fprintf(&b, "capture (%s): %s; file %.1f GB at the end (%s)\n", pcapSnaplenText(), capStats, float64(pcapBytes)/1e9, "deleted afterwards")
 	}
 
 	if len(lats) > 0 {
@@ -1257,11 +1302,14 @@ func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, rout
 		return err
 	}
 	// The NIC↔NIC children: direct wire and router, A→B and B→A.
-	for _, topo := range []string{"direct", "router"} {
+	for _, topo := range []string{"direct", "direct-wg", "router"} {
+		if !profileWants(topo) {
+			continue
+		}
 		for _, d := range []direction{send, recv} {
 			name := fmt.Sprintf("wire-%s-%s", topo, map[direction]string{send: "send", recv: "recv"}[d])
 			prof := filepath.Join(dir, name+".pprof")
-			tag := fmt.Sprintf("p%s%d", topo[:1], d)
+			tag := fmt.Sprintf("p%s%d", map[string]string{"direct": "d", "direct-wg": "w", "router": "r"}[topo], d)
 			c, nsA, nsB, ctl, err := e.startWire(ctx, tag, topo, routerGRO, prof)
 			if err != nil {
 				return err
@@ -1297,6 +1345,9 @@ func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, rout
 		}
 	}
 	for _, engine := range []string{daemon.EngineVNIC, daemon.EngineWireGuard} {
+		if !profileWants(engine) {
+			continue
+		}
 		for _, d := range []direction{send, recv} {
 			name := fmt.Sprintf("%s-%s", engine, map[direction]string{send: "send", recv: "recv"}[d])
 			prof := filepath.Join(dir, name+".pprof")
@@ -1333,6 +1384,13 @@ func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, rout
 		}
 	}
 	return nil
+}
+
+// profileOnly is -profile-only: the paths -profile runs (all if empty).
+var profileOnly string
+
+func profileWants(name string) bool {
+	return profileOnly == "" || slices.Contains(strings.Split(profileOnly, ","), name)
 }
 
 // printStatsDelta prints what explains a profile: the daemon's and the
