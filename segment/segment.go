@@ -38,6 +38,17 @@ type Options struct {
 	// virtio ECN bit (SKB_GSO_TCP_ECN) is set: in 6.18 that bit only tells
 	// hardware it must handle CWR, tcp_gso_segment ignores it.
 	AccECN bool
+
+	// PartialChecksum leaves the TCP/UDP checksum of every packet cut
+	// from a NEEDS_CSUM frame partial, the way such a frame carries it
+	// (the field holds the folded pseudo-header sum with the packet's own
+	// L4 length, uncomplemented; the L4 header starts at csum_start),
+	// instead of completing it: for a consumer that completes it only if
+	// someone looks at it (vnic's direct wire, where GRO merges the
+	// packets again and hands the kernel CHECKSUM_PARTIAL). A frame
+	// without NEEDS_CSUM is segmented as without the option. The IPv4
+	// header checksum is always computed.
+	PartialChecksum bool
 }
 
 // Header sizes, protocol numbers and TCP flags used below.
@@ -230,6 +241,7 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 		pkt: pkt, out: out, sizes: sizes, offset: offset,
 		v6: v6, l4: l4, hdrLen: hdrLen, mss: mss, nseg: nseg,
 		fixedID: opt.FixedID,
+		partial: opt.PartialChecksum && needsCsum,
 	}
 	if tcp {
 		// The kernel does not recompute the pseudo-header: it takes the
@@ -271,7 +283,7 @@ func single(pkt []byte, needsCsum bool, csumStart, csumOffset int, out [][]byte,
 	}
 	o := out[0][offset : offset+n]
 	copy(o, pkt)
-	if needsCsum {
+	if needsCsum && !opt.PartialChecksum {
 		at := csumStart + csumOffset
 		c := ^checksum.Checksum(o[csumStart:], 0)
 		if c == 0 {
@@ -369,6 +381,7 @@ type split struct {
 	mss     int
 	nseg    int
 	fixedID bool
+	partial bool // Options.PartialChecksum, for a NEEDS_CSUM frame
 }
 
 // ip writes the per-segment IP fields into the copied header o: IPv6
@@ -407,7 +420,6 @@ func (s *split) tso(base uint16, accECN bool) {
 		o := s.out[i][s.offset : s.offset+size]
 		copy(o[:hdrLen], pkt[:hdrLen])
 		copy(o[hdrLen:], chunk)
-		psum := checksum.Checksum(chunk, 0)
 		s.ip(o, i, size, id)
 
 		th := o[l4:hdrLen]
@@ -420,10 +432,15 @@ func (s *split) tso(base uint16, accECN bool) {
 			f &^= tcpCWR
 		}
 		th[13] = f
-		th[16], th[17] = 0, 0
-		sum := checksum.Checksum(th, checksum.Combine(base, uint16(size-l4)))
-		binary.BigEndian.PutUint16(th[16:18], ^checksum.Combine(sum, psum))
+		pseudo := checksum.Combine(base, uint16(size-l4))
 		s.sizes[i] = size
+		if s.partial {
+			binary.BigEndian.PutUint16(th[16:18], pseudo)
+			continue
+		}
+		th[16], th[17] = 0, 0
+		sum := checksum.Checksum(th, pseudo)
+		binary.BigEndian.PutUint16(th[16:18], ^checksum.Combine(sum, checksum.Checksum(chunk, 0)))
 	}
 }
 
@@ -443,19 +460,22 @@ func (s *split) uso(base uint16) {
 		o := s.out[i][s.offset : s.offset+size]
 		copy(o[:hdrLen], pkt[:hdrLen])
 		copy(o[hdrLen:], chunk)
-		psum := checksum.Checksum(chunk, 0)
 		s.ip(o, i, size, id)
 
 		uh := o[l4:hdrLen]
 		ulen := uint16(size - l4)
 		binary.BigEndian.PutUint16(uh[4:6], ulen)
+		s.sizes[i] = size
+		if s.partial {
+			binary.BigEndian.PutUint16(uh[6:8], checksum.Combine(base, ulen))
+			continue
+		}
 		uh[6], uh[7] = 0, 0
 		sum := checksum.Checksum(uh, checksum.Combine(base, ulen))
-		c := ^checksum.Combine(sum, psum)
+		c := ^checksum.Combine(sum, checksum.Checksum(chunk, 0))
 		if c == 0 {
 			c = 0xffff // CSUM_MANGLED_0
 		}
 		binary.BigEndian.PutUint16(uh[6:8], c)
-		s.sizes[i] = size
 	}
 }

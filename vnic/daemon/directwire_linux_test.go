@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,6 +42,29 @@ func TestDirectWire(t *testing.T) {
 				}
 				transferChecked(t, nsA, nsB, "198.18.40.2", mss, n) // A → B
 				transferChecked(t, nsB, nsA, "198.18.40.1", mss, n) // B → A
+			}
+			if engine == daemon.EngineVNIC {
+				// GRO off: every wire packet reaches the host alone, and
+				// the checksums the sender left partial are completed
+				// one by one.
+				needTool(t, "ethtool")
+				nsExec(t, nsB, "ethtool", "-K", "vnic0", "gro", "off")
+				if !waitFor(5*time.Second, func() bool { return !b.Stats().GRO }) {
+					t.Fatal("B did not follow ethtool -K gro off")
+				}
+				merged := b.Stats().HostRXMerged
+				transferChecked(t, nsA, nsB, "198.18.40.2", 0, 2<<20)
+				if m := b.Stats().HostRXMerged; m != merged {
+					t.Errorf("GRO off, yet B merged %d packets", m-merged)
+				}
+			}
+			// tcp_v4_rcv / tcp_checksum_complete: a packet with a wrong
+			// checksum is dropped and counted, and TCP retransmits, so a
+			// bad checksum would not show in the bytes.
+			for _, ns := range []string{nsA, nsB} {
+				if n := tcpInCsumErrors(t, ns); n != 0 {
+					t.Errorf("%s: TcpInCsumErrors %d", ns, n)
+				}
 			}
 			// The counters are added once per batch: wait for the last
 			// packets of the teardown to be counted on both sides.
@@ -169,4 +194,31 @@ func transferChecked(t *testing.T, from, to, addr string, mss, n int) {
 	if want := sha256.Sum256(data); r.n != int64(n) || r.sum != want {
 		t.Fatalf("mss %d: received %d bytes, want %d; sha256 match %v", mss, r.n, n, r.sum == want)
 	}
+}
+
+// tcpInCsumErrors is the namespace's TcpInCsumErrors (/proc/net/snmp).
+func tcpInCsumErrors(t *testing.T, ns string) int {
+	t.Helper()
+	var names []string
+	for _, line := range strings.Split(nsExec(t, ns, "cat", "/proc/net/snmp"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "InCsumErrors" && i < len(f) {
+				n, err := strconv.Atoi(f[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("%s: no Tcp InCsumErrors in /proc/net/snmp", ns)
+	return 0
 }

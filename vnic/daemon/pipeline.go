@@ -98,7 +98,13 @@ const rxSlots = 128
 type rxBatch struct {
 	bufs [][]byte
 	n    int
-	now  time.Time
+	// partial[i], when not zero, says packet i's TCP/UDP checksum was left
+	// partial by segment (Options.PartialChecksum): the L4 header's
+	// offset, plus 1<<15 for UDP. GRO merges such packets as any other
+	// (its output is CHECKSUM_PARTIAL anyway); one it hands on alone gets
+	// its checksum completed first (completePartial).
+	partial []uint16
+	now     time.Time
 	// checked: every packet's checksum was computed by a vnic segmenter
 	// on its way here (the peer's NIC, or a standard-model NIC on a
 	// direct wire), so GRO need not verify it again.
@@ -109,7 +115,7 @@ type rxBatch struct {
 // process.
 var rxBatchPool = sync.Pool{New: func() any {
 	slab := make([]byte, rxSlots*maxFrame)
-	b := &rxBatch{bufs: make([][]byte, rxSlots)}
+	b := &rxBatch{bufs: make([][]byte, rxSlots), partial: make([]uint16, rxSlots)}
 	for i := range b.bufs {
 		b.bufs[i] = slab[i*maxFrame : (i+1)*maxFrame : (i+1)*maxFrame]
 	}
@@ -358,6 +364,19 @@ type directEnd interface {
 func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Time) bool {
 	d := e.direct
 	checked := h.Flags&virtio.FlagNeedsCsum != 0 && !e.noCsum.Load()
+	// Nobody looks at these wire packets' checksums unless a capture
+	// records them or GRO leaves them unmerged: leave them partial and
+	// complete only those (poll). The checksum is a function of the
+	// bytes; what the host sees is the same.
+	opt := e.txOpt
+	var partial uint16
+	if checked && e.cap == nil && d.cap == nil && (h.CsumOffset == 16 || h.CsumOffset == 6) {
+		opt.PartialChecksum = true
+		partial = h.CsumStart
+		if h.CsumOffset == 6 {
+			partial |= partialUDP
+		}
+	}
 	b := d.batch(checked)
 	if b.n > 0 && h.GSOType != virtio.GSONone && h.GSOSize > 0 && len(pkt)/int(h.GSOSize)+1 > rxSlots-b.n {
 		// Likely more segments than the batch has room for: end the
@@ -366,11 +385,11 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 		b = d.batch(checked)
 	}
 	sizes := e.txWSizes[:rxSlots]
-	n, err := segment.Segment(h, pkt, b.bufs[b.n:], sizes[:rxSlots-b.n], virtio.Size, e.txOpt)
+	n, err := segment.Segment(h, pkt, b.bufs[b.n:], sizes[:rxSlots-b.n], virtio.Size, opt)
 	if errors.Is(err, segment.ErrTooManySegments) && b.n > 0 {
 		d.handoff(now)
 		b = d.batch(checked)
-		n, err = segment.Segment(h, pkt, b.bufs, sizes, virtio.Size, e.txOpt)
+		n, err = segment.Segment(h, pkt, b.bufs, sizes, virtio.Size, opt)
 	}
 	if errors.Is(err, segment.ErrTooManySegments) {
 		return false
@@ -393,10 +412,33 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 			b.bufs[idx] = b.bufs[k]
 		}
 		b.bufs[k] = buf
+		b.partial[k] = partial
 		k++
 	}
 	b.n = k
 	return true
+}
+
+// partialUDP marks a UDP packet in rxBatch.partial.
+const partialUDP = 1 << 15
+
+// completePartial completes the checksum segment left partial in pkt
+// (p is its rxBatch.partial entry), as skb_checksum_help would: the field
+// holds the pseudo-header sum; the sum from the L4 header on is folded
+// and complemented, 0 sent as 0xffff for UDP.
+func completePartial(pkt []byte, p uint16) {
+	cs, co := int(p&^partialUDP), 16
+	if p&partialUDP != 0 {
+		co = 6
+	}
+	if cs+co+2 > len(pkt) {
+		return
+	}
+	c := ^checksum.Checksum(pkt[cs:], 0)
+	if c == 0 && co == 6 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(pkt[cs+co:], c)
 }
 
 // completeChecksum completes a CHECKSUM_PARTIAL packet (NEEDS_CSUM: the
@@ -551,6 +593,7 @@ func (e *engine) fill(pkts []peer.Packet, checked bool) {
 				b.bufs[idx] = b.bufs[k]
 			}
 			b.bufs[k] = buf
+			b.partial[k] = 0
 			k++
 		}
 		b.n = k
@@ -628,6 +671,7 @@ func (e *engine) outputLarge(p *peer.Packet, now time.Time, checked bool) {
 		buf := b.bufs[b.n][:virtio.Size+len(wp)]
 		copy(buf[virtio.Size:], wp)
 		b.bufs[b.n] = buf
+		b.partial[b.n] = 0
 		b.n++
 	}
 }
@@ -649,6 +693,7 @@ func (e *engine) poll(b *rxBatch) {
 	defer func() {
 		for i := range b.n {
 			b.bufs[i] = b.bufs[i][:cap(b.bufs[i])]
+			b.partial[i] = 0
 		}
 		b.n = 0
 		rxBatchPool.Put(b)
@@ -678,6 +723,9 @@ func (e *engine) poll(b *rxBatch) {
 		var h virtio.Hdr
 		_ = h.Decode(f)
 		pkt := f[virtio.Size:]
+		if h.GSOType == virtio.GSONone && b.partial[i] != 0 {
+			completePartial(pkt, b.partial[i])
+		}
 		e.rxHost.add(len(pkt))
 		merged := 1
 		if h.GSOType != virtio.GSONone {
