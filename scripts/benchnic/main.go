@@ -476,7 +476,7 @@ type env struct {
 
 // startDaemon starts a child daemon in a new namespace and waits until its
 // control socket answers.
-func (e *env) startDaemon(ctx context.Context, tag, engine, pcap, cpuprofile string) (*child, string, error) {
+func (e *env) startDaemon(ctx context.Context, tag, engine, pcap string, snaplen int, cpuprofile string) (*child, string, error) {
 	ns := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), tag)
 	removeNetns(ns)
 	exe, err := os.Executable()
@@ -485,7 +485,7 @@ func (e *env) startDaemon(ctx context.Context, tag, engine, pcap, cpuprofile str
 	}
 	argv := []string{exe, "-netns", ns, "-engine", engine}
 	if pcap != "" {
-		argv = append(argv, "-pcap", pcap, "-snaplen", strconv.Itoa(pcapSnaplen))
+		argv = append(argv, "-pcap", pcap, "-snaplen", strconv.Itoa(snaplen))
 	}
 	if cpuprofile != "" {
 		argv = append(argv, "-cpuprofile", cpuprofile)
@@ -517,8 +517,8 @@ func (e *env) startDaemon(ctx context.Context, tag, engine, pcap, cpuprofile str
 }
 
 // daemonPath is a path through a child daemon, driven by vnic/traffic.
-func (e *env) daemonPath(ctx context.Context, name, tag, engine, pcap string) (*path, error) {
-	c, ns, err := e.startDaemon(ctx, tag, engine, pcap, "")
+func (e *env) daemonPath(ctx context.Context, name, tag, engine, pcap string, snaplen int) (*path, error) {
+	c, ns, err := e.startDaemon(ctx, tag, engine, pcap, snaplen, "")
 	if err != nil {
 		return nil, err
 	}
@@ -868,21 +868,22 @@ func (c *cell) perGB(cpu func(sample) float64) float64 {
 	return secs / (float64(n) / 1e9)
 }
 
-// pcapSnaplen is -pcap-snaplen: the capture row's daemon.Config.Snaplen.
+// pcapSnaplen is -pcap-snaplen: the second capture row's
+// daemon.Config.Snaplen (the first records whole packets).
 var pcapSnaplen int
 
-// pcapRowName names the capture row, with its snap length if it has one.
-func pcapRowName() string {
-	if pcapSnaplen > 0 {
-		return fmt.Sprintf("vnic+pcap s%d", pcapSnaplen)
+// pcapRowName names a capture row by its snap length.
+func pcapRowName(snaplen int) string {
+	if snaplen > 0 {
+		return fmt.Sprintf("vnic+pcap s%d", snaplen)
 	}
 	return "vnic+pcap"
 }
 
-// pcapSnaplenText says what the capture row records of each packet.
-func pcapSnaplenText() string {
-	if pcapSnaplen > 0 {
-		return fmt.Sprintf("snaplen %d: the first %d bytes of each packet", pcapSnaplen, pcapSnaplen)
+// pcapSnaplenText says what a capture row records of each packet.
+func pcapSnaplenText(snaplen int) string {
+	if snaplen > 0 {
+		return fmt.Sprintf("snaplen %d: the first %d bytes of each packet", snaplen, snaplen)
 	}
 	return "snaplen 0: whole packets"
 }
@@ -893,7 +894,7 @@ func run() int {
 	out := flag.String("out", "bench/daemon.txt", "write the table here too (\"\" for stdout only)")
 	vethTool := flag.String("veth-tool", "auto", "veth reference: iperf3, go (vnic/traffic against a Go server) or auto (iperf3 if installed)")
 	noPcap := flag.Bool("no-pcap", false, "skip the capture-on runs")
-	flag.IntVar(&pcapSnaplen, "pcap-snaplen", 0, "bytes of each packet the capture row records (daemon.Config.Snaplen, vnic up --snaplen); 0 = whole packets")
+	flag.IntVar(&pcapSnaplen, "pcap-snaplen", 128, "a second capture row recording this many bytes of each packet (daemon.Config.Snaplen, vnic up --snaplen; 128 keeps every IP and TCP header); 0 = only the whole-packet row")
 	wireTime := flag.Duration("wire-time", 10*time.Second, "length of each measurement of the NIC↔NIC rows (direct wire, router)")
 	routerGRO := flag.String("router-gro", "fixed", "the gVisor router's GRO on both interfaces: fixed (a Linux router's default: GRO on, merged packets forwarded whole with GSO) or off")
 	scaleN := flag.Int("scale", 64, "direct-wire pairs to bring up at once in the scale test (0: skip)")
@@ -968,11 +969,11 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	ours, err := e.daemonPath(ctx, "vnic", "vnic", daemon.EngineVNIC, "")
+	ours, err := e.daemonPath(ctx, "vnic", "vnic", daemon.EngineVNIC, "", 0)
 	if err != nil {
 		return err
 	}
-	wg, err := e.daemonPath(ctx, "wireguard", "wg", daemon.EngineWireGuard, "")
+	wg, err := e.daemonPath(ctx, "wireguard", "wg", daemon.EngineWireGuard, "", 0)
 	if err != nil {
 		return err
 	}
@@ -980,12 +981,35 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	var capt *path
-	pcapFile := filepath.Join(e.tmp, "bench.pcapng")
+	// Capture rows: whole packets, and with -pcap-snaplen the headers only.
+	type captureRow struct {
+		p       *path
+		tag     string
+		snaplen int
+		file    string
+		stats   string
+		bytes   int64
+	}
+	var caps []*captureRow
 	if withPcap {
-		if capt, err = e.daemonPath(ctx, pcapRowName(), "pcap", daemon.EngineVNIC, pcapFile); err != nil {
-			return err
+		for _, snap := range []int{0, pcapSnaplen} {
+			if snap == 0 && len(caps) > 0 {
+				continue
+			}
+			r := &captureRow{tag: fmt.Sprintf("pcap%d", snap), snaplen: snap, file: filepath.Join(e.tmp, fmt.Sprintf("bench-s%d.pcapng", snap))}
+			if r.p, err = e.daemonPath(ctx, pcapRowName(snap), r.tag, daemon.EngineVNIC, r.file, snap); err != nil {
+				return err
+			}
+			caps = append(caps, r)
 		}
+	}
+	isCapture := func(p *path) bool {
+		for _, r := range caps {
+			if r.p == p {
+				return true
+			}
+		}
+		return false
 	}
 
 	bgBefore := backgroundLoad(ctx)
@@ -1013,14 +1037,18 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 			}
 		}
 	}
-	if capt != nil {
+	for _, r := range caps {
 		for _, d := range dirs {
-			cells = append(cells, &cell{path: capt, dir: d, streams: 1, dur: dur})
+			cells = append(cells, &cell{path: r.p, dir: d, streams: 1, dur: dur})
 		}
 	}
 
 	// Warm-up: one short transfer each way through every path.
-	for _, p := range []*path{direct, directWG, viaRouter, ours, wg, veth, capt} {
+	warm := []*path{direct, directWG, viaRouter, ours, wg, veth}
+	for _, r := range caps {
+		warm = append(warm, r.p)
+	}
+	for _, p := range warm {
 		if p == nil {
 			continue
 		}
@@ -1042,7 +1070,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	}
 	for r := range runs {
 		for _, c := range cells {
-			if c.path != capt {
+			if !isCapture(c.path) {
 				if err := measure(c, r); err != nil {
 					return err
 				}
@@ -1089,24 +1117,23 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 		}
 	}
 
-	var pcapBytes int64
-	var capStats string
-	if capt != nil {
+	for _, cr := range caps {
 		for r := range runs {
 			for _, c := range cells {
-				if c.path == capt {
+				if c.path == cr.p {
 					if err := measure(c, r); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		if st, err := daemon.ReadStats(daemon.ControlPath(fmt.Sprintf("%s%d-pcap", nsPrefix, os.Getpid()), "vnic0")); err == nil && st.Capture != nil {
-			capStats = fmt.Sprintf("%d packets written (%.1f GB), %d dropped by the capture queue", st.Capture.Written, float64(st.Capture.Bytes)/1e9, st.Capture.Dropped)
+		if st, err := daemon.ReadStats(daemon.ControlPath(fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), cr.tag), "vnic0")); err == nil && st.Capture != nil {
+			cr.stats = fmt.Sprintf("%d packets written (%.1f GB), %d dropped by the capture queue", st.Capture.Written, float64(st.Capture.Bytes)/1e9, st.Capture.Dropped)
 		}
-		if fi, err := os.Stat(pcapFile); err == nil {
-			pcapBytes = fi.Size()
+		if fi, err := os.Stat(cr.file); err == nil {
+			cr.bytes = fi.Size()
 		}
+		os.Remove(cr.file) // before the next row writes its own
 	}
 
 	var scale scaleResult
@@ -1171,7 +1198,11 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	// Targets.
 	fmt.Fprintf(&b, "\nratios of medians (✓ target met, ✗ not met)\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "direction\tstreams\tdirect / wireguard (≥ 1.5)\tdirect / veth (≥ 0.70)\tdirect CPU/GB / wireguard-go's (≤ 1.00)\trouter / direct (≥ 0.50)\tvnic→peer / direct (≥ 0.50)\tcapture on / off (≥ 0.80)\tvnic / wireguard (peer)\t\n")
+	capHead := "capture on / off (≥ 0.80)"
+	if len(caps) > 1 {
+		capHead += fmt.Sprintf(": whole / s%d", pcapSnaplen)
+	}
+	fmt.Fprintf(tw, "direction\tstreams\tdirect / wireguard-go direct (≥ 1.5)\tdirect / veth (≥ 0.70)\tdirect CPU/GB / wireguard-go's (≤ 1.00)\trouter / direct (≥ 0.50)\tvnic→peer / direct (≥ 0.50)\t%s\tvnic / wireguard (peer)\t\n", capHead)
 	met, total := 0, 0
 	mark := func(v, target float64) string {
 		if math.IsNaN(v) {
@@ -1201,8 +1232,15 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 			dw := find(direct, d, n).median()
 			o := find(ours, d, n).median()
 			capRatio := "—"
-			if c := find(capt, d, n); capt != nil && c != nil {
-				capRatio = mark(c.median()/o, 0.8)
+			for i, r := range caps {
+				if c := find(r.p, d, n); c != nil {
+					if i == 0 {
+						capRatio = ""
+					} else {
+						capRatio += " / "
+					}
+					capRatio += mark(c.median()/o, 0.8)
+				}
 			}
 			fmt.Fprintf(tw, "%v\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t\n", d, n,
 				mark(dw/find(directWG, d, n).median(), 1.5), mark(dw/find(veth, d, n).median(), 0.7),
@@ -1212,8 +1250,8 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "targets met: %d of %d\n", met, total)
-	if capt != nil {
-		fmt.Fprintf(&b, "capture (%s): %s; file %.1f GB at the end (%s)\n", pcapSnaplenText(), capStats, float64(pcapBytes)/1e9, "deleted afterwards")
+	for _, r := range caps {
+		fmt.Fprintf(&b, "capture (%s): %s; file %.1f GB at the end (deleted afterwards)\n", pcapSnaplenText(r.snaplen), r.stats, float64(r.bytes)/1e9)
 	}
 
 	if len(lats) > 0 {
@@ -1352,7 +1390,7 @@ func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, rout
 			name := fmt.Sprintf("%s-%s", engine, map[direction]string{send: "send", recv: "recv"}[d])
 			prof := filepath.Join(dir, name+".pprof")
 			tag := "prof-" + name
-			c, ns, err := e.startDaemon(ctx, tag, engine, "", prof)
+			c, ns, err := e.startDaemon(ctx, tag, engine, "", 0, prof)
 			if err != nil {
 				return err
 			}
