@@ -1124,6 +1124,10 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 					if err := measure(c, r); err != nil {
 						return err
 					}
+					// Write the run's file out now, outside the timed
+					// window, so that its writeback does not slow the
+					// next run down.
+					syscall.Sync()
 				}
 			}
 		}
