@@ -17,8 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vnic/vnic/daemon"
+	"vnic/vnic/glink"
 	"vnic/vnic/kerneltest"
 	"vnic/vnic/nsutil"
+	"vnic/vnic/router"
 )
 
 // TestDirectWire: two namespaces, a NIC in each, wired straight to each
@@ -221,4 +223,101 @@ func tcpInCsumErrors(t *testing.T, ns string) int {
 	}
 	t.Fatalf("%s: no Tcp InCsumErrors in /proc/net/snmp", ns)
 	return 0
+}
+
+// TestNoCsumThroughRouter: NIC A leaves checksums partial on its wire
+// (ModelNoCsum, SCENARIOS.md story 5); the gVisor router forwards what it
+// gets without checking L4 checksums (a router never does), and NIC B's
+// receive side must still verify them, as a NIC with rx-checksumming
+// does — so B's kernel drops them (TcpInCsumErrors, tcp_v4_rcv) and no
+// connection opens. With the standard model the same path works.
+func TestNoCsumThroughRouter(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	for _, model := range []string{daemon.ModelStandard, daemon.ModelNoCsum} {
+		t.Run(model, func(t *testing.T) {
+			nsA, nsB := uniqueNetns(t), uniqueNetns(t)
+			for _, ns := range []string{nsA, nsB} {
+				if _, err := nsutil.Create(ns); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = nsutil.Delete(ns) })
+			}
+			open := func(ns, addr, model string) *daemon.NIC {
+				n, err := daemon.OpenNIC(context.Background(), daemon.NICConfig{Netns: ns, Model: model,
+					Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { n.Close() })
+				return n
+			}
+			a, b := open(nsA, "198.18.42.2/24", daemon.ModelStandard), open(nsB, "198.18.43.2/24", daemon.ModelStandard)
+			rt, err := router.New(router.Options{Ifaces: []router.Iface{
+				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.42.1/24")}, Output: func(p []glink.Packet) { a.Output(p) }},
+				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.43.1/24")}, Output: func(p []glink.Packet) { b.Output(p) }},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rt.Close() })
+			a.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(0, p) }))
+			b.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(1, p) }))
+			a.Start()
+			b.Start()
+			nsExec(t, nsA, "ip", "route", "add", "198.18.43.0/24", "via", "198.18.42.1")
+			nsExec(t, nsB, "ip", "route", "add", "198.18.42.0/24", "via", "198.18.43.1")
+			if model == daemon.ModelStandard {
+				transferChecked(t, nsA, nsB, "198.18.43.2", 0, 1<<20)
+				if n := tcpInCsumErrors(t, nsB); n != 0 {
+					t.Errorf("standard model: B's TcpInCsumErrors %d", n)
+				}
+				return
+			}
+			// Open the connection with complete checksums, then switch A
+			// to no-csum: its data segments now carry partial checksums.
+			// Merged by B's GRO without a check they would reach B's
+			// kernel as one CHECKSUM_PARTIAL packet and be accepted.
+			var ln net.Listener
+			if err := nsutil.Do(nsB, func() error {
+				var err error
+				ln, err = net.Listen("tcp", "198.18.43.2:5002")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan int64, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- -1
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(4 * time.Second))
+				n, _ := io.Copy(io.Discard, c)
+				got <- n
+			}()
+			var c net.Conn
+			if err := nsutil.Do(nsA, func() error {
+				var err error
+				c, err = net.DialTimeout("tcp", "198.18.43.2:5002", 3*time.Second)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := a.SetModel(model); err != nil {
+				t.Fatal(err)
+			}
+			const n = 1 << 20
+			go func() { _, _ = c.Write(randomBytes(n)) }()
+			if m := <-got; m != 0 {
+				t.Errorf("B's application received %d of the %d bytes sent with partial checksums: B's GRO merged them unchecked (%d merged)", m, n, b.Stats().HostRXMerged)
+			}
+			if n := tcpInCsumErrors(t, nsB); n == 0 {
+				t.Error("B's kernel counted no TcpInCsumErrors")
+			}
+		})
+	}
 }

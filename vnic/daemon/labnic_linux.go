@@ -287,12 +287,16 @@ func (n *NIC) Inject(pkts [][]byte) {
 
 // Output is the receive side for a gVisor peer (peer.Options.Output): the
 // peer's NIC segments, the wire carries, this NIC coalesces.
+//
+// What arrives here may have crossed another NIC's wire (a router
+// forwards what it receives, a NIC model may leave checksums partial), so
+// GRO verifies every checksum, as the NIC's rx-checksumming would.
 func (n *NIC) Output(pkts []peer.Packet) {
 	if n.wg != nil {
 		n.wg.output(pkts)
 		return
 	}
-	n.e.output(pkts)
+	n.e.fill(pkts, false)
 }
 
 // Stats returns the NIC's counters (Peer and Capture are left empty).

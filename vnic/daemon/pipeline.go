@@ -552,8 +552,10 @@ func (e *engine) injectBufs(pkts [][]byte) {
 // output is the peer's Output: its NIC segments what the peer's stack
 // sends (the peer's TSO), the wire carries it, and our NIC coalesces it
 // (GRO) into frames for the host. It runs on the peer's single output
-// goroutine. The peer's packets are checksummed by gVisor or by segment,
-// with nothing on the wire in between to corrupt them.
+// goroutine. The daemon's peer's packets are checksummed by gVisor or by
+// segment, with nothing on the wire in between to corrupt them, so GRO
+// trusts them (a lab NIC's Output, which may carry a router's forwarded
+// packets, does not: NIC.Output).
 func (e *engine) output(pkts []peer.Packet) { e.fill(pkts, true) }
 
 // fill segments or copies packets into receive batches (the producer
