@@ -15,10 +15,9 @@ import (
 // TestPartialChecksumCompletesToTheSame: with Options.PartialChecksum
 // every packet cut from a NEEDS_CSUM frame carries, in its TCP/UDP
 // checksum field, the pseudo-header sum of its own length — what the
-// kernel leaves for a NIC in a CHECKSUM_PARTIAL skb — and completing it as
-// skb_checksum_help does (sum from csum_start, complement) gives the very
-// bytes Segment writes without the option (which the kernel-oracle tests
-// prove). Frames without NEEDS_CSUM are not affected.
+// kernel leaves for a NIC in a CHECKSUM_PARTIAL skb — and CompletePartial
+// gives the very bytes Segment writes without the option (which the
+// kernel-oracle tests prove). Frames without NEEDS_CSUM are not affected.
 func TestPartialChecksumCompletesToTheSame(t *testing.T) {
 	type tc struct {
 		name string
@@ -70,11 +69,7 @@ func TestPartialChecksumCompletesToTheSame(t *testing.T) {
 				if want := pseudo(got, l4, proto); binary.BigEndian.Uint16(got[off:]) != want {
 					t.Fatalf("%s packet %d: partial field %#04x, want the pseudo-header sum %#04x", c.name, i, binary.BigEndian.Uint16(got[off:]), want)
 				}
-				cs := ^checksum.Checksum(got[l4:], 0)
-				if cs == 0 && proto == pkttest.ProtoUDP {
-					cs = 0xffff
-				}
-				binary.BigEndian.PutUint16(got[off:], cs)
+				CompletePartial(got, l4, off-l4)
 			}
 			if !bytes.Equal(got, full[i]) {
 				t.Fatalf("%s packet %d: completed partial packet differs at byte %d", c.name, i, firstDiff(got, full[i]))
@@ -97,4 +92,41 @@ func pseudo(pkt []byte, l4 int, proto uint8) uint16 {
 		b = append(b, 0, 0, 0, proto)
 	}
 	return checksum.Checksum(b, 0)
+}
+
+// TestCompleteZeroSum: when the sum comes out 0, tcp_gso_segment stores
+// 0x0000 in a TCP segment while __udp_gso_segment and skb_checksum_help
+// store 0xffff (CSUM_MANGLED_0): CompletePartial follows the first two,
+// CompleteChecksum the third.
+func TestCompleteZeroSum(t *testing.T) {
+	for _, udp := range []bool{false, true} {
+		p := pkttest.Packet{Flags: pkttest.ACK, Payload: pkttest.Payload(100, 3)}
+		off := 16
+		if udp {
+			p.Proto, off = pkttest.ProtoUDP, 6
+		}
+		pkt, h := p.BuildPartial()
+		cs := int(h.CsumStart)
+		// Make the complemented sum 0: add the current checksum into the
+		// last payload word (one's complement arithmetic).
+		c := ^checksum.Checksum(pkt[cs:], 0)
+		w := binary.BigEndian.Uint16(pkt[len(pkt)-2:])
+		binary.BigEndian.PutUint16(pkt[len(pkt)-2:], checksum.Combine(w, c))
+		if ^checksum.Checksum(pkt[cs:], 0) != 0 {
+			t.Fatal("could not make the sum 0")
+		}
+		a, b := bytes.Clone(pkt), bytes.Clone(pkt)
+		CompletePartial(a, cs, off)
+		CompleteChecksum(b, cs, off)
+		wantPartial := uint16(0)
+		if udp {
+			wantPartial = 0xffff
+		}
+		if got := binary.BigEndian.Uint16(a[cs+off:]); got != wantPartial {
+			t.Errorf("udp=%v: CompletePartial stored %#04x, want %#04x", udp, got, wantPartial)
+		}
+		if got := binary.BigEndian.Uint16(b[cs+off:]); got != 0xffff {
+			t.Errorf("udp=%v: CompleteChecksum stored %#04x, want 0xffff", udp, got)
+		}
+	}
 }

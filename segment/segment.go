@@ -284,15 +284,44 @@ func single(pkt []byte, needsCsum bool, csumStart, csumOffset int, out [][]byte,
 	o := out[0][offset : offset+n]
 	copy(o, pkt)
 	if needsCsum && !opt.PartialChecksum {
-		at := csumStart + csumOffset
-		c := ^checksum.Checksum(o[csumStart:], 0)
-		if c == 0 {
-			c = 0xffff
-		}
-		binary.BigEndian.PutUint16(o[at:], c)
+		CompleteChecksum(o, csumStart, csumOffset)
 	}
 	sizes[0] = n
 	return 1, nil
+}
+
+// CompletePartial completes, in place, a TCP/UDP checksum that
+// Options.PartialChecksum left partial in a packet cut from a NEEDS_CSUM
+// frame (csumStart is the frame's csum_start, csumOffset 16 for TCP, 6
+// for UDP), to the bytes Segment writes without the option: the folded
+// complement of the sum from csumStart, a 0 sent as 0xffff for UDP
+// (__udp_gso_segment's CSUM_MANGLED_0) but not for TCP (tcp_gso_segment).
+func CompletePartial(pkt []byte, csumStart, csumOffset int) {
+	if csumStart < 0 || csumOffset < 0 || csumStart+csumOffset+2 > len(pkt) {
+		return
+	}
+	c := ^checksum.Checksum(pkt[csumStart:], 0)
+	if c == 0 && csumOffset == udpCsumOffset {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(pkt[csumStart+csumOffset:], c)
+}
+
+// CompleteChecksum completes a partial checksum in place, like
+// skb_checksum_help: the field at csumStart+csumOffset holds the
+// pseudo-header sum (a CHECKSUM_PARTIAL packet, virtio NEEDS_CSUM); the
+// bytes from csumStart to the end are summed and the folded complement is
+// stored, 0 as 0xffff (CSUM_MANGLED_0) whatever the protocol. Out-of-range
+// offsets leave pkt unchanged. No allocation.
+func CompleteChecksum(pkt []byte, csumStart, csumOffset int) {
+	if csumStart < 0 || csumOffset < 0 || csumStart+csumOffset+2 > len(pkt) {
+		return
+	}
+	c := ^checksum.Checksum(pkt[csumStart:], 0)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(pkt[csumStart+csumOffset:], c)
 }
 
 // checkIP checks the fixed IP header and that its length field matches

@@ -422,38 +422,23 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 // partialUDP marks a UDP packet in rxBatch.partial.
 const partialUDP = 1 << 15
 
-// completePartial completes the checksum segment left partial in pkt
-// (p is its rxBatch.partial entry), as skb_checksum_help would: the field
-// holds the pseudo-header sum; the sum from the L4 header on is folded
-// and complemented, 0 sent as 0xffff for UDP.
+// completePartial completes the checksum segment left partial in pkt (p
+// is its rxBatch.partial entry).
 func completePartial(pkt []byte, p uint16) {
-	cs, co := int(p&^partialUDP), 16
+	co := 16
 	if p&partialUDP != 0 {
 		co = 6
 	}
-	if cs+co+2 > len(pkt) {
-		return
-	}
-	c := ^checksum.Checksum(pkt[cs:], 0)
-	if c == 0 && co == 6 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(pkt[cs+co:], c)
+	segment.CompletePartial(pkt, int(p&^partialUDP), co)
 }
 
 // completeChecksum completes a CHECKSUM_PARTIAL packet (NEEDS_CSUM: the
 // field at csum_start+csum_offset holds the pseudo-header sum) as a NIC
 // does.
 func completeChecksum(pkt []byte, h virtio.Hdr) {
-	if h.Flags&virtio.FlagNeedsCsum == 0 {
-		return
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		segment.CompleteChecksum(pkt, int(h.CsumStart), int(h.CsumOffset))
 	}
-	cs, co := int(h.CsumStart), int(h.CsumOffset)
-	if cs+co+2 > len(pkt) {
-		return
-	}
-	binary.BigEndian.PutUint16(pkt[cs+co:], 0)
-	binary.BigEndian.PutUint16(pkt[cs+co:], ^checksum.Checksum(pkt[cs:], pseudoSum(pkt, len(pkt)-cs)))
 }
 
 // leavePartial is ModelNoCsum: a wire packet cut from a frame the kernel

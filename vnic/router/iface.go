@@ -312,14 +312,9 @@ func (r *Router) mustRefuse(pkt []byte) bool {
 // left in a merged packet's checksum field (CHECKSUM_PARTIAL →
 // complete), as skb_checksum_help does.
 func completeChecksum(pkt []byte, h virtio.Hdr) {
-	if h.Flags&virtio.FlagNeedsCsum == 0 {
-		return
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		segment.CompleteChecksum(pkt, int(h.CsumStart), int(h.CsumOffset))
 	}
-	cs, co := int(h.CsumStart), int(h.CsumOffset)
-	if cs+co+2 > len(pkt) {
-		return
-	}
-	binary.BigEndian.PutUint16(pkt[cs+co:], ^checksum.Checksum(pkt[cs:], 0))
 }
 
 // deliverOne runs the inbound firewall and the TTL correction on one
