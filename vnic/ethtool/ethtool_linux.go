@@ -350,9 +350,13 @@ func (m *monitor) close() { m.file.Close() }
 // wait returns when a features notification for the device arrives, when
 // a notification may have been lost, after timeout, or when ctx is done.
 func (m *monitor) wait(ctx context.Context, timeout time.Duration) error {
+	// The timeout first, then the cancel: a context already done runs
+	// the AfterFunc at once, and its past deadline must not be
+	// overwritten by the timeout (Watch would then return SafetyInterval
+	// late after a cancel; seen under -race in CI).
+	m.file.SetReadDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(ctx, func() { m.file.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	m.file.SetReadDeadline(time.Now().Add(timeout))
 	for {
 		n, err := m.file.Read(m.buf)
 		switch {
