@@ -398,16 +398,28 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 		e.st.drop(segment.Reason(err))
 		return true
 	}
-	k := b.n
 	for i := 0; i < n; i++ {
-		buf := b.bufs[b.n+i][:virtio.Size+sizes[i]]
-		wp := buf[virtio.Size:]
+		wp := b.bufs[b.n+i][virtio.Size : virtio.Size+sizes[i]]
 		e.leavePartial(h, wp)
 		e.txOut.add(len(wp))
 		e.cap.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: n})
-		if !d.admitRX(now, wp) {
+	}
+	d.admit(b, now, n, sizes, partial)
+	return true
+}
+
+// admit receives the n wire packets just written after the batch's last
+// (packet i at b.bufs[b.n+i][virtio.Size:], sizes[i] bytes): each is
+// counted and recorded on the wire, and those the NIC can take join the
+// batch with their partial-checksum mark.
+func (e *engine) admit(b *rxBatch, now time.Time, n int, sizes []int, partial uint16) {
+	k := b.n
+	for i := 0; i < n; i++ {
+		buf := b.bufs[b.n+i][:virtio.Size+sizes[i]]
+		if !e.admitRX(now, buf[virtio.Size:]) {
 			continue
 		}
+		// Swap, not copy: every slot must keep its own buffer.
 		if idx := b.n + i; idx != k {
 			b.bufs[idx] = b.bufs[k]
 		}
@@ -416,7 +428,6 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 		k++
 	}
 	b.n = k
-	return true
 }
 
 // partialUDP marks a UDP packet in rxBatch.partial.
@@ -569,21 +580,7 @@ func (e *engine) fill(pkts []peer.Packet, checked bool) {
 			e.st.dropPeer(segment.Reason(err))
 			continue
 		}
-		k := b.n
-		for j := 0; j < n; j++ {
-			buf := b.bufs[b.n+j][:virtio.Size+e.rxSegSz[j]]
-			if !e.admitRX(now, buf[virtio.Size:]) {
-				continue
-			}
-			// Swap, not copy: every slot must keep its own buffer.
-			if idx := b.n + j; idx != k {
-				b.bufs[idx] = b.bufs[k]
-			}
-			b.bufs[k] = buf
-			b.partial[k] = 0
-			k++
-		}
-		b.n = k
+		e.admit(b, now, n, e.rxSegSz, 0)
 	}
 	e.handoff(now)
 	e.rxWire.flushTo(&e.st.wireIn)
