@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"vnic/vnic/drop"
 	"vnic/vnic/pkttest"
 	"vnic/vnic/virtio"
 )
@@ -52,7 +53,7 @@ func FuzzSegment(f *testing.F) {
 					t.Fatalf("packet %d size %d", i, fuzzSizes[i])
 				}
 			}
-		} else if Reason(err) == "other" {
+		} else if Reason(err) == drop.Internal {
 			t.Fatalf("untyped error %v", err)
 		}
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"vnic/vnic/drop"
 	"vnic/vnic/pkttest"
 	"vnic/vnic/virtio"
 )
@@ -461,21 +462,24 @@ func TestOffsetHeadroomUntouched(t *testing.T) {
 }
 
 func TestReason(t *testing.T) {
-	if r := Reason(nil); r != "" {
-		t.Errorf("Reason(nil) = %q", r)
+	if r := Reason(nil); r != drop.None {
+		t.Errorf("Reason(nil) = %v", r)
 	}
-	if r := Reason(bytes.ErrTooLarge); r != "other" {
-		t.Errorf("Reason(foreign) = %q", r)
+	if r := Reason(bytes.ErrTooLarge); r != drop.Internal {
+		t.Errorf("Reason(foreign) = %v", r)
 	}
-	seen := map[string]bool{}
-	for _, r := range Reasons() {
-		if r == "" || seen[r] {
-			t.Errorf("reason %q empty or repeated", r)
+	seen := map[drop.Reason]bool{}
+	for _, e := range []*DropError{ErrGSOType, ErrGSOSizeZero, ErrCsum, ErrNeedsCsum, ErrIPVersion, ErrIPHeader,
+		ErrIPLength, ErrL4Proto, ErrIPv6ExtHdr, ErrL4Header, ErrGSOShort, ErrUSOSegments, ErrTooBig,
+		ErrTooManySegments, ErrBufferTooSmall} {
+		r := e.Reason()
+		if r == drop.None || r == drop.Internal || seen[r] {
+			t.Errorf("%v: reason %v is none, internal or repeated", e, r)
 		}
 		seen[r] = true
 	}
-	if r := Reason(errf(ErrCsum, "csum_start %d", 3)); r != "csum_offsets" {
-		t.Errorf("Reason = %q", r)
+	if r := Reason(errf(ErrCsum, "csum_start %d", 3)); r != drop.CsumOffsets || r.String() != "csum_offsets" {
+		t.Errorf("Reason = %v", r)
 	}
 }
 

@@ -356,7 +356,7 @@ func (e *engine) transmit(frame []byte, now time.Time, w int) int {
 		}
 	}
 	if err != nil {
-		e.st.drop(segment.Reason(err))
+		e.st.drop(segment.Reason(err).String())
 		return w
 	}
 	for i := 0; i < n; i++ {
@@ -417,7 +417,7 @@ func (e *engine) transmitDirect(h virtio.Hdr, pkt []byte, id uint64, now time.Ti
 		return false
 	}
 	if err != nil {
-		e.st.drop(segment.Reason(err))
+		e.st.drop(segment.Reason(err).String())
 		return true
 	}
 	for i := 0; i < n; i++ {
@@ -599,7 +599,7 @@ func (e *engine) fill(pkts []peer.Packet, checked bool) {
 			continue
 		}
 		if err != nil {
-			e.st.dropPeer(segment.Reason(err))
+			e.st.dropPeer(segment.Reason(err).String())
 			continue
 		}
 		e.admit(b, now, n, e.rxSegSz, 0)
@@ -661,7 +661,7 @@ func (e *engine) outputLarge(p *peer.Packet, now time.Time, checked bool) {
 	bufs, sizes := e.rxBig.carve(p.Hdr, len(p.Data), 0, 0)
 	n, err := segment.Segment(p.Hdr, p.Data, bufs, sizes, 0, segment.Options{})
 	if err != nil {
-		e.st.dropPeer(segment.Reason(err))
+		e.st.dropPeer(segment.Reason(err).String())
 		return
 	}
 	for j := 0; j < n; j++ {

@@ -4,8 +4,8 @@ import (
 	"sync/atomic"
 
 	"vnic/coalesce"
-	"vnic/segment"
 	"vnic/vnic/capture"
+	"vnic/vnic/drop"
 	"vnic/vnic/peer"
 )
 
@@ -106,12 +106,12 @@ func newStats() *stats {
 			s.reasons = append(s.reasons, r)
 		}
 	}
-	for _, r := range segment.Reasons() {
-		add(r)
+	for r := drop.GSOType; r <= drop.BufferSmall; r++ {
+		add(r.String())
 	}
-	for _, r := range segment.Reasons() {
-		add(dropPeerPrefix + r)
-		s.peerIndex[r] = s.index[dropPeerPrefix+r]
+	for r := drop.GSOType; r <= drop.BufferSmall; r++ {
+		add(dropPeerPrefix + r.String())
+		s.peerIndex[r.String()] = s.index[dropPeerPrefix+r.String()]
 	}
 	add(DropTUNWrite)
 	add(DropRXOverHWMTU)

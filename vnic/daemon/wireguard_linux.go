@@ -107,7 +107,7 @@ func (n *wgNIC) output(pkts []peer.Packet) {
 			continue
 		}
 		if err != nil {
-			n.st.dropPeer(segment.Reason(err))
+			n.st.dropPeer(segment.Reason(err).String())
 			continue
 		}
 		for j := 0; j < c; j++ {
@@ -148,7 +148,7 @@ func (n *wgNIC) outputLarge(p *peer.Packet, now time.Time) {
 	bufs, sizes := n.rxBig.carve(p.Hdr, len(p.Data), 0, 0)
 	c, err := segment.Segment(p.Hdr, p.Data, bufs, sizes, 0, segment.Options{})
 	if err != nil {
-		n.st.dropPeer(segment.Reason(err))
+		n.st.dropPeer(segment.Reason(err).String())
 		return
 	}
 	for j := 0; j < c; j++ {
