@@ -33,7 +33,7 @@ func TestDropErrorMessageAndUnwrap(t *testing.T) {
 	if !errors.Is(e, tundev.ErrDropped) || !errors.Is(e, e.FirstErr) {
 		t.Error("DropError does not unwrap to ErrDropped and its errno")
 	}
-	if got, want := e.Error(), "tundev: kernel refused 3 frame(s) (invalid 2, down 1); first: frame 3: invalid argument"; got != want {
+	if got, want := e.Error(), "tundev: kernel refused 3 frame(s) (tun_invalid 2, tun_down 1); first: frame 3: invalid argument"; got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }

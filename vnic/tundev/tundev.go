@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"vnic/vnic/drop"
 )
 
 // Offloads is a set of TUNSETOFFLOAD bits (TUN_F_* in
@@ -112,8 +114,10 @@ type openError struct {
 func (e *openError) Error() string   { return e.msg }
 func (e *openError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// DropReason is why the kernel refused a frame Write gave it.
-type DropReason int
+// DropReason is why the kernel refused a frame Write gave it: one of
+// drop.TUNInvalid, drop.TUNDown, drop.TUNNoMem (the project's one drop
+// reason set).
+type DropReason = drop.Reason
 
 // Drop reasons.
 const (
@@ -122,26 +126,12 @@ const (
 	// csum_start beyond the packet, a GSO type the device did not
 	// negotiate, more than 128 UDP segments, a frame shorter than the
 	// header).
-	DropInvalid DropReason = iota
+	DropInvalid = drop.TUNInvalid
 	// DropDown (EIO): the interface is down.
-	DropDown
+	DropDown = drop.TUNDown
 	// DropNoMem (ENOMEM, ENOBUFS): the kernel could not allocate the skb.
-	DropNoMem
-	// NumDropReasons is the number of reasons, for arrays indexed by them.
-	NumDropReasons
+	DropNoMem = drop.TUNNoMem
 )
-
-func (r DropReason) String() string {
-	switch r {
-	case DropInvalid:
-		return "invalid"
-	case DropDown:
-		return "down"
-	case DropNoMem:
-		return "nomem"
-	}
-	return fmt.Sprintf("DropReason(%d)", int(r))
-}
 
 // ErrDropped matches (errors.Is) every *DropError.
 var ErrDropped = errors.New("tundev: frames refused by the kernel")
@@ -151,7 +141,7 @@ var ErrDropped = errors.New("tundev: frames refused by the kernel")
 // frame's errno.
 type DropError struct {
 	// Dropped counts the refused frames by reason.
-	Dropped [NumDropReasons]int
+	Dropped drop.Counts
 	// First is the index in bufs of the first refused frame, FirstErr its
 	// errno.
 	First    int
@@ -159,24 +149,16 @@ type DropError struct {
 }
 
 // Total is the number of refused frames.
-func (e *DropError) Total() int {
-	n := 0
-	for _, c := range e.Dropped {
-		n += c
-	}
-	return n
-}
+func (e *DropError) Total() int { return int(e.Dropped.Total()) }
 
 func (e *DropError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tundev: kernel refused %d frame(s) (", e.Total())
 	sep := ""
-	for r, c := range e.Dropped {
-		if c > 0 {
-			fmt.Fprintf(&b, "%s%s %d", sep, DropReason(r), c)
-			sep = ", "
-		}
-	}
+	e.Dropped.Each(func(r drop.Reason, c uint64) {
+		fmt.Fprintf(&b, "%s%s %d", sep, r, c)
+		sep = ", "
+	})
 	fmt.Fprintf(&b, "); first: frame %d: %v", e.First, e.FirstErr)
 	return b.String()
 }
@@ -190,5 +172,5 @@ type Stats struct {
 	WrittenFrames uint64 // frames the kernel took from Write
 	WrittenBytes  uint64
 	// Dropped counts frames the kernel refused in Write, by reason.
-	Dropped [NumDropReasons]uint64
+	Dropped drop.Counts
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vnic/vnic/drop"
 )
 
 const cloneDevice = "/dev/net/tun"
@@ -49,14 +51,14 @@ type Device struct {
 	wi, wn    int
 	wbytes    int
 	werr      error
-	wdrop     [NumDropReasons]int
+	wdrop     drop.Counts
 	wfirst    int
 	wfirstErr error
 	writeFn   func(fd uintptr) bool
 
 	readFrames, readBytes       atomic.Uint64
 	writtenFrames, writtenBytes atomic.Uint64
-	dropped                     [NumDropReasons]atomic.Uint64
+	dropped                     drop.Counters
 }
 
 // validIfName mirrors the kernel's dev_valid_name ("" lets the kernel
@@ -237,9 +239,7 @@ func (d *Device) Stats() Stats {
 		WrittenFrames: d.writtenFrames.Load(),
 		WrittenBytes:  d.writtenBytes.Load(),
 	}
-	for i := range s.Dropped {
-		s.Dropped[i] = d.dropped[i].Load()
-	}
+	s.Dropped = d.dropped.Load()
 	return s
 }
 
@@ -351,7 +351,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	d.wbufs, d.woff, d.wi, d.wn, d.wbytes, d.werr = bufs, offset, 0, 0, 0, nil
-	d.wdrop = [NumDropReasons]int{}
+	d.wdrop = drop.Counts{}
 	d.wfirst, d.wfirstErr = -1, nil
 	err := d.rc.Write(d.writeFn)
 	n, bytes, werr := d.wn, d.wbytes, d.werr
@@ -361,9 +361,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	var derr *DropError
 	if d.wfirst >= 0 {
 		derr = &DropError{Dropped: d.wdrop, First: d.wfirst, FirstErr: d.wfirstErr}
-		for r, c := range d.wdrop {
-			d.dropped[r].Add(uint64(c))
-		}
+		d.dropped.Flush(&d.wdrop)
 		d.wfirstErr = nil
 	}
 	if err == nil {
@@ -387,7 +385,7 @@ func (d *Device) writeCallback(fd uintptr) bool {
 	for d.wi < len(d.wbufs) {
 		b := d.wbufs[d.wi][d.woff:]
 		n, err := unix.Write(int(fd), b)
-		reason := DropReason(-1)
+		var reason drop.Reason
 		switch err {
 		case nil:
 			if n != len(b) { // a TUN write is one packet, all or nothing
@@ -412,7 +410,7 @@ func (d *Device) writeCallback(fd uintptr) bool {
 			d.werr = err
 			return true
 		}
-		d.wdrop[reason]++
+		d.wdrop.Add(reason)
 		if d.wfirst < 0 {
 			d.wfirst, d.wfirstErr = d.wi, err
 		}
