@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vnic/vnic/daemon"
+	"vnic/vnic/nic"
 )
 
 func main() {
@@ -56,6 +58,7 @@ func newRoot() *cobra.Command {
 
 type upFlags struct {
 	cfg      daemon.Config
+	engine   string
 	addrs    []string
 	peers    []string
 	logLevel string
@@ -68,11 +71,27 @@ func newUp() *cobra.Command {
 		Short: "Create the NIC and run it in the foreground (Ctrl-C tears it down)",
 		Long: `Create a TUN device with virtio-net offloads (CSUM, TSO4/6, TSO_ECN, USO4/6),
 give it addresses, and run the NIC: the kernel's super-packets are segmented
-by vnic (TSO/USO) onto the wire to a gVisor peer host; the peer's packets are
-coalesced (GRO) on the way back. The peer answers ping and serves TCP echo 7,
-TCP/UDP discard 9, TCP chargen 19 and HTTP 80 (GET /bytes/N, POST /).`,
+by vnic (TSO/USO) onto the wire; what comes off the wire is coalesced (GRO)
+on its way into the kernel.
+
+The far end of the wire (--wire):
+  peer      (default) a gVisor host at the --peer addresses: it answers ping
+            and serves TCP echo 7, TCP/UDP discard 9, TCP chargen 19 and
+            HTTP 80 (GET /bytes/N, POST /).
+  netns:B   a second vnic NIC, same name, in namespace B with the --peer
+            addresses: a pair of offloading NICs, like a veth pair whose
+            wire is vnic's (run iperf3 -s in B, iperf3 -c in --netns).
+
+Namespaces: --netns and netns:B take a name (as ip netns knows it) or a path
+to a namespace file (/proc/PID/ns/net, /run/netns/NAME, a container's netns).
+A NAME that does not exist is created and removed again on exit; a namespace
+that existed before, or one given by path, is used as it is and never
+removed. Without --netns the NIC is created in vnic's own namespace.`,
 		Example: `  vnic up --netns lab                       # vnic0 = 198.18.0.1/15, fd00::1/64; peer .2
   ip netns exec lab curl -s 198.18.0.2/bytes/100000 | wc -c
+  vnic up --netns a --wire netns:b          # a vnic pair: a's vnic0 .1, b's vnic0 .2
+  ip netns exec b iperf3 -s -D; ip netns exec a iperf3 -c 198.18.0.2
+  vnic up --netns /proc/$(pidof myapp)/ns/net --wire netns:far   # into a running container's namespace
   vnic up --netns lab --pcap /tmp/vnic.pcapng   # record host-tx, wire and host-rx
   vnic up --netns lab --pcap /tmp/vnic.pcapng --snaplen 128   # headers only: far cheaper at full speed`,
 		Args: cobra.NoArgs,
@@ -87,14 +106,15 @@ TCP/UDP discard 9, TCP chargen 19 and HTTP 80 (GET /bytes/N, POST /).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.cfg.Name, "name", "vnic0", "interface name")
-	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace to put the interface in (created if missing, removed on exit if created)")
+	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing, removed on exit if created) or a path such as /proc/PID/ns/net (never created or removed)")
+	fl.StringVar(&f.cfg.Wire, "wire", "peer", "the far end of the wire: peer (the gVisor host) or netns:B (a second vnic NIC in namespace B, a name or a path)")
 	fl.StringSliceVar(&f.addrs, "addr", nil, "interface address with prefix, repeatable (default 198.18.0.1/15 and fd00::1/64)")
-	fl.StringSliceVar(&f.peers, "peer", nil, "gVisor peer address, repeatable (default: the next address in each subnet)")
+	fl.StringSliceVar(&f.peers, "peer", nil, "the far end's address (the gVisor peer's or the far NIC's), repeatable (default: the next address in each subnet)")
 	fl.IntVar(&f.cfg.MTU, "mtu", 1500, "interface (and wire) MTU")
 	fl.IntVar(&f.cfg.HWMTU, "hw-mtu", 0, "the NIC's hardware MTU, below --mtu: TCP is cut to fit by TSO behind the kernel's back, other larger frames are dropped (the forcedeth NIC)")
 	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file")
 	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
-	fl.StringVar(&f.cfg.Engine, "engine", daemon.EngineVNIC, "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
+	fl.StringVar(&f.engine, "engine", string(daemon.EngineVNIC), "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")
 	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -107,6 +127,7 @@ func (f *upFlags) parse() error {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)
 	}
 	f.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	f.cfg.Engine = nic.Engine(f.engine)
 	if f.cfg.Snaplen < 0 {
 		return fmt.Errorf("--snaplen %d: give the number of bytes to record of each packet (e.g. 128 for the headers), or 0 for whole packets", f.cfg.Snaplen)
 	}
@@ -174,6 +195,36 @@ func newStat() *cobra.Command {
 }
 
 func printStats(s daemon.Stats) {
+	printNIC(s.Stats)
+	if s.Far != nil {
+		printNIC(*s.Far)
+	}
+	if p := s.Peer; p != nil {
+		fmt.Printf("peer (gVisor host)\n  in %d pkts, out %d pkts (%d super-packets), %d bytes discarded\n",
+			p.In.Packets, p.Out.Packets, p.OutSuper, p.Discarded)
+		var drops []string
+		for _, d := range p.DropList() {
+			drops = append(drops, fmt.Sprintf("%s %d", d.Reason, d.Packets))
+		}
+		if len(drops) > 0 {
+			fmt.Printf("  drops      %s\n", strings.Join(drops, ", "))
+		}
+		var errs []string
+		for _, e := range p.Stack.List() {
+			errs = append(errs, fmt.Sprintf("%s %d", e.Name, e.Value))
+		}
+		if len(errs) > 0 {
+			fmt.Printf("  gVisor     %s\n", strings.Join(errs, ", "))
+		}
+	}
+	if s.Capture != nil {
+		fmt.Printf("pcap\n  %d written, %d dropped (writer behind)\n", s.Capture.Written, s.Capture.Dropped)
+	}
+}
+
+// printNIC prints one NIC's counters: what passed each point, then every
+// drop by place and reason, and the kernel's own counters.
+func printNIC(s nic.Stats) {
 	ns := ""
 	if s.Netns != "" {
 		ns = " (netns " + s.Netns + ")"
@@ -182,7 +233,7 @@ func printStats(s daemon.Stats) {
 	if !s.GRO {
 		gro = "off"
 	}
-	fmt.Printf("%s%s  engine %s  gro %s\n", s.Name, ns, s.Engine, gro)
+	fmt.Printf("%s%s  engine %s  model %s  gro %s\n", s.Name, ns, s.Engine, s.Model, gro)
 	row := func(name string, c daemon.Counter, extra string) {
 		fmt.Printf("  %-9s %10d pkts %14d bytes  %s\n", name, c.Packets, c.Bytes, extra)
 	}
@@ -190,23 +241,27 @@ func printStats(s daemon.Stats) {
 	row("wire-out", s.WireOut, "")
 	row("wire-in", s.WireIn, "")
 	row("host-rx", s.HostRX, fmt.Sprintf("%d GRO super-packets", s.HostRXMerged))
-	fmt.Printf("  peer      %10d pkts in, %d out (%d super-packets), %d bytes discarded\n",
-		s.Peer.In.Packets, s.Peer.Out.Packets, s.Peer.OutSuper, s.Peer.Discarded)
-	if s.Capture != nil {
-		fmt.Printf("  pcap      %10d written, %d dropped (writer behind)\n", s.Capture.Written, s.Capture.Dropped)
+	if len(s.Uncounted) > 0 {
+		fmt.Printf("  not counted by this engine: %s\n", strings.Join(s.Uncounted, ", "))
+	}
+	if k := s.Kernel; k != nil {
+		fmt.Printf("  kernel    tx %d pkts (%d dropped before the NIC read them), rx %d pkts (%d dropped, %d errors)\n",
+			k.TXPackets, k.TXDropped, k.RXPackets, k.RXDropped, k.RXErrors)
 	}
 	if len(s.Drops) == 0 {
 		fmt.Println("  drops     none")
 		return
 	}
-	keys := make([]string, 0, len(s.Drops))
-	for k := range s.Drops {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	drops := slices.Clone(s.Drops)
+	sort.Slice(drops, func(i, j int) bool {
+		if drops[i].Place != drops[j].Place {
+			return drops[i].Place < drops[j].Place
+		}
+		return drops[i].Reason < drops[j].Reason
+	})
 	fmt.Println("  drops")
-	for _, k := range keys {
-		fmt.Printf("    %-24s %d\n", k, s.Drops[k])
+	for _, d := range drops {
+		fmt.Printf("    %-8s %-24s %d\n", d.Place, d.Reason, d.Packets)
 	}
 }
 

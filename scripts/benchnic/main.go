@@ -97,6 +97,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"vnic/vnic/daemon"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/traffic"
 )
@@ -138,13 +139,14 @@ func childDaemon(args []string) int {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	var cfg daemon.Config
 	fs.StringVar(&cfg.Netns, "netns", "", "")
-	fs.StringVar(&cfg.Engine, "engine", daemon.EngineVNIC, "")
+	engine := fs.String("engine", string(daemon.EngineVNIC), "")
 	fs.StringVar(&cfg.Pcap, "pcap", "", "")
 	fs.IntVar(&cfg.Snaplen, "snaplen", 0, "")
 	prof := fs.String("cpuprofile", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg.Engine = nic.Engine(*engine)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -969,11 +971,11 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	ours, err := e.daemonPath(ctx, "vnic", "vnic", daemon.EngineVNIC, "", 0)
+	ours, err := e.daemonPath(ctx, "vnic", "vnic", string(daemon.EngineVNIC), "", 0)
 	if err != nil {
 		return err
 	}
-	wg, err := e.daemonPath(ctx, "wireguard", "wg", daemon.EngineWireGuard, "", 0)
+	wg, err := e.daemonPath(ctx, "wireguard", "wg", string(daemon.EngineWireGuard), "", 0)
 	if err != nil {
 		return err
 	}
@@ -997,7 +999,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 				continue
 			}
 			r := &captureRow{tag: fmt.Sprintf("pcap%d", snap), snaplen: snap, file: filepath.Join(e.tmp, fmt.Sprintf("bench-s%d.pcapng", snap))}
-			if r.p, err = e.daemonPath(ctx, pcapRowName(snap), r.tag, daemon.EngineVNIC, r.file, snap); err != nil {
+			if r.p, err = e.daemonPath(ctx, pcapRowName(snap), r.tag, string(daemon.EngineVNIC), r.file, snap); err != nil {
 				return err
 			}
 			caps = append(caps, r)
@@ -1380,13 +1382,13 @@ func profileRun(ctx context.Context, e *env, dir string, dur time.Duration, rout
 				float64(n)*8/el.Seconds()/1e9, c1-c0, (c1-c0)/(float64(n)/1e9), prof)
 			if serr == nil {
 				fmt.Println("  NIC A:")
-				printStatsDelta(s0.A, s1.A)
+				printStatsDelta(daemon.Stats{Stats: s0.A}, daemon.Stats{Stats: s1.A})
 				fmt.Println("  NIC B:")
-				printStatsDelta(s0.B, s1.B)
+				printStatsDelta(daemon.Stats{Stats: s0.B}, daemon.Stats{Stats: s1.B})
 			}
 		}
 	}
-	for _, engine := range []string{daemon.EngineVNIC, daemon.EngineWireGuard} {
+	for _, engine := range []string{string(daemon.EngineVNIC), string(daemon.EngineWireGuard)} {
 		if !profileWants(engine) {
 			continue
 		}
@@ -1443,10 +1445,12 @@ func printStatsDelta(a, b daemon.Stats) {
 		d(a.HostTX.Packets, b.HostTX.Packets), d(a.HostTXSuper, b.HostTXSuper), d(a.WireOut.Packets, b.WireOut.Packets),
 		d(a.WireIn.Packets, b.WireIn.Packets), d(a.HostRX.Packets, b.HostRX.Packets), d(a.HostRXMerged, b.HostRXMerged),
 		float64(d(a.HostRX.Bytes, b.HostRX.Bytes))/math.Max(1, float64(d(a.HostRX.Packets, b.HostRX.Packets))))
-	fmt.Printf("    peer: in %d, out %d (%d super, %d batches), tcp retransmits %d, timeouts %d, peer drops %+v\n",
-		d(a.Peer.In.Packets, b.Peer.In.Packets), d(a.Peer.Out.Packets, b.Peer.Out.Packets), d(a.Peer.OutSuper, b.Peer.OutSuper),
-		d(a.Peer.OutBatches, b.Peer.OutBatches), d(a.Peer.Stack.TCPRetransmits, b.Peer.Stack.TCPRetransmits),
-		d(a.Peer.Stack.TCPTimeouts, b.Peer.Stack.TCPTimeouts), b.Peer.Drops)
+	if a.Peer != nil && b.Peer != nil {
+		fmt.Printf("    peer: in %d, out %d (%d super, %d batches), tcp retransmits %d, timeouts %d, peer drops %+v\n",
+			d(a.Peer.In.Packets, b.Peer.In.Packets), d(a.Peer.Out.Packets, b.Peer.Out.Packets), d(a.Peer.OutSuper, b.Peer.OutSuper),
+			d(a.Peer.OutBatches, b.Peer.OutBatches), d(a.Peer.Stack.TCPRetransmits, b.Peer.Stack.TCPRetransmits),
+			d(a.Peer.Stack.TCPTimeouts, b.Peer.Stack.TCPTimeouts), b.Peer.Drops)
+	}
 	fmt.Printf("    nic drops %v\n", b.Drops)
 	if b.Coalesce != nil {
 		j, _ := json.Marshal(b.Coalesce)

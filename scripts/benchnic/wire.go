@@ -38,8 +38,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"vnic/vnic/daemon"
-	"vnic/vnic/glink"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/router"
 	"vnic/vnic/traffic"
@@ -59,8 +58,8 @@ const (
 
 // wireStats is what the wire child serves: both NICs' counters.
 type wireStats struct {
-	A daemon.Stats `json:"a"`
-	B daemon.Stats `json:"b"`
+	A nic.Stats `json:"a"`
+	B nic.Stats `json:"b"`
 }
 
 func readWireStats(ctl string) (wireStats, error) {
@@ -116,23 +115,23 @@ func childWire(args []string) int {
 		return childScale(ctx, *n, *prefix)
 	}
 	log := childLogger()
-	engine := daemon.EngineVNIC
+	engine := nic.EngineVNIC
 	if *topo == "direct-wg" {
 		// The reference: the same direct wire with wireguard-go's
 		// tun package splitting and coalescing in both NICs.
-		*topo, engine = "direct", daemon.EngineWireGuard
+		*topo, engine = "direct", nic.EngineWireGuard
 	}
 	addrA, addrB := directA, directB
 	if *topo == "router" {
 		addrA, addrB = routerA, routerB
 	}
-	a, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(addrA)}, Engine: engine, Logger: log})
+	a, err := nic.Open(ctx, nic.Options{Netns: *nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(addrA)}, Engine: engine, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wire: NIC A:", err)
 		return 1
 	}
 	defer a.Close()
-	b, err := daemon.OpenNIC(ctx, daemon.NICConfig{Netns: *nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(addrB)}, Engine: engine, Logger: log})
+	b, err := nic.Open(ctx, nic.Options{Netns: *nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(addrB)}, Engine: engine, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wire: NIC B:", err)
 		return 1
@@ -153,16 +152,16 @@ func childWire(args []string) int {
 			return 2
 		}
 		rt, err := router.New(router.Options{Ifaces: []router.Iface{
-			{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix(rtIfA)}, GRO: mode, Output: func(p []glink.Packet) { a.Output(p) }},
-			{Name: "eth1", Addrs: []netip.Prefix{netip.MustParsePrefix(rtIfB)}, GRO: mode, Output: func(p []glink.Packet) { b.Output(p) }},
+			{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix(rtIfA)}, GRO: mode, Output: a.Output},
+			{Name: "eth1", Addrs: []netip.Prefix{netip.MustParsePrefix(rtIfB)}, GRO: mode, Output: b.Output},
 		}, Logger: log})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "wire: router:", err)
 			return 1
 		}
 		defer rt.Close()
-		a.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(0, p) }))
-		b.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(1, p) }))
+		a.Connect(nic.InjectFunc(func(p [][]byte) { rt.Inject(0, p) }))
+		b.Connect(nic.InjectFunc(func(p [][]byte) { rt.Inject(1, p) }))
 		if err := errors.Join(addRoute(*nsA, a.Name(), "198.18.3.0/24"), addRoute(*nsB, b.Name(), "198.18.2.0/24")); err != nil {
 			fmt.Fprintln(os.Stderr, "wire: routes:", err)
 			return 1
@@ -341,7 +340,7 @@ func childScale(ctx context.Context, n int, prefix string) int {
 	res.HeapBefore = heap()
 	res.RSSBefore = rss()
 	type pair struct {
-		a, b *daemon.NIC
+		a, b *nic.NIC
 	}
 	var pairs []pair
 	var names []string
@@ -375,12 +374,12 @@ func childScale(ctx context.Context, n int, prefix string) int {
 			}
 			names = append(names, ns)
 		}
-		var a, b *daemon.NIC
+		var a, b *nic.NIC
 		if err == nil {
-			a, err = daemon.OpenNIC(ctx, daemon.NICConfig{Netns: nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(scaleA)}, Logger: log})
+			a, err = nic.Open(ctx, nic.Options{Netns: nsA, Addrs: []netip.Prefix{netip.MustParsePrefix(scaleA)}, Logger: log})
 		}
 		if err == nil {
-			b, err = daemon.OpenNIC(ctx, daemon.NICConfig{Netns: nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(scaleB)}, Logger: log})
+			b, err = nic.Open(ctx, nic.Options{Netns: nsB, Addrs: []netip.Prefix{netip.MustParsePrefix(scaleB)}, Logger: log})
 			if err != nil {
 				a.Close()
 			}

@@ -142,9 +142,10 @@ ns_exists() { ip netns list | awk -v n="$1" '$1 == n { f = 1 } END { exit !f }';
 # in_ns CMD...: run CMD in the lab's namespace (ip netns exec $NS CMD).
 in_ns() { ip netns exec "$NS" "$@"; }
 
-# stat_drop REASON: the drop counter REASON from `vnic stat` (0 if absent).
+# stat_drop REASON: the drop counter REASON from `vnic stat` (0 if absent;
+# the lines under "drops" are PLACE REASON COUNT).
 stat_drop() {
-	"$VNIC" stat --netns "$NS" | awk -v r="$1" '$1 == r { n = $2 } END { print n + 0 }'
+	"$VNIC" stat --netns "$NS" | awk -v r="$1" '$2 == r { n += $3 } END { print n + 0 }'
 }
 
 # lengths FILE: the non-zero TCP "length N" values of a tcpdump text file.

@@ -1,56 +1,73 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
+
+	"vnic/vnic/nic"
+	"vnic/vnic/nsutil"
 )
 
-// Engines: who does the NIC's work.
+// Engines: who does the NIC's work (nic.Engine).
 const (
-	// EngineVNIC is vnic's own segment/coalesce.
-	EngineVNIC = "vnic"
-	// EngineWireGuard is wireguard-go's tun package doing its own GSO
-	// split on read and GRO on write: the reference engine.
-	EngineWireGuard = "wireguard"
+	EngineVNIC      = nic.EngineVNIC
+	EngineWireGuard = nic.EngineWireGuard
 )
 
-// Default addresses: the first two of 198.18.0.0/15 (reserved for network
-// benchmarks, RFC 2544) and of fd00::/64.
-var (
-	DefaultAddrs = []netip.Prefix{
-		netip.MustParsePrefix("198.18.0.1/15"),
-		netip.MustParsePrefix("fd00::1/64"),
-	}
+// Far ends of the wire (Config.Wire).
+const (
+	// WirePeer is the gVisor peer host (the default).
+	WirePeer = "peer"
+	// WireNetnsPrefix introduces a second vnic NIC in another namespace:
+	// "netns:B" (a name, created if missing, or a path).
+	WireNetnsPrefix = "netns:"
 )
 
-// Config is everything `vnic up` needs. The zero value of every field but
-// Name is a sensible default (see Normalize).
+// DefaultAddrs are the default addresses: the first of 198.18.0.0/15
+// (reserved for network benchmarks, RFC 2544) and of fd00::/64.
+var DefaultAddrs = []netip.Prefix{
+	netip.MustParsePrefix("198.18.0.1/15"),
+	netip.MustParsePrefix("fd00::1/64"),
+}
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = nic.ErrConfig
+
+func cfgErr(format string, args ...any) error { return nic.ConfigError(format, args...) }
+
+// Config is everything `vnic up` needs. The zero value of every field is
+// a sensible default (see Normalize).
 type Config struct {
-	// Name is the interface name (default "vnic0").
+	// Name is the interface name (default "vnic0"); with a netns: wire,
+	// the far NIC has the same name in its namespace.
 	Name string
-	// Netns is the named network namespace (as `ip netns` names them) to
-	// put the interface in; "" is the current one. Created if missing and
-	// removed on exit if this daemon created it.
+	// Netns is the network namespace to put the interface in: a name (as
+	// `ip netns` names them), created if missing and removed on exit if
+	// this daemon created it; or a path to a namespace file
+	// (/proc/PID/ns/net, /run/netns/NAME), never created or removed. ""
+	// is the current namespace.
 	Netns string
+	// Wire is the far end of the NIC's wire: "peer" (default), the gVisor
+	// peer host; or "netns:B", a second vnic NIC in namespace B (a name or
+	// a path, handled as Netns is) with the Peer addresses.
+	Wire string
 	// Addrs are the interface's addresses with their prefixes (default
 	// 198.18.0.1/15 and fd00::1/64).
 	Addrs []netip.Prefix
-	// Peer are the gVisor peer host's addresses; default: for each of
-	// Addrs, the next address in its subnet.
+	// Peer are the far end's addresses (the gVisor peer's, or the far
+	// NIC's); default: for each of Addrs, the next address in its subnet.
 	Peer []netip.Addr
 	// MTU is the interface MTU, which is also the wire MTU (default 1500).
 	MTU int
 	// HWMTU is the NIC's hardware MTU: the largest IP packet it puts on
-	// the wire (0: the same as MTU). Below MTU it models the forcedeth NIC
-	// of SCENARIOS.md: TCP is cut to fit by TSO, anything else larger is
-	// dropped.
+	// the wire (0: the same as MTU). Below MTU it models the forcedeth
+	// NIC: TCP is cut to fit by TSO, anything else larger is dropped.
 	HWMTU int
-	// Pcap is a pcapng file to record host-tx, wire and host-rx into; ""
-	// records nothing.
+	// Pcap is a pcapng file to record host-tx, wire and host-rx into (of
+	// both NICs with a netns: wire); "" records nothing.
 	Pcap string
 	// Snaplen is how many bytes of each packet Pcap records, as tcpdump's
 	// -s: 0 (default) records whole packets; 128 keeps the IP and TCP
@@ -58,85 +75,95 @@ type Config struct {
 	// keeps its original length in the file.
 	Snaplen int
 	// Engine is EngineVNIC (default) or EngineWireGuard.
-	Engine string
-	// PeerGSO lets the peer's TCP hand its NIC super-packets (default on;
-	// NoPeerGSO turns it off).
+	Engine nic.Engine
+	// NoPeerGSO makes the gVisor peer's TCP send MTU-sized packets
+	// instead of super-packets.
 	NoPeerGSO bool
 	// Control is the path of the control socket `vnic stat` reads
-	// (default /run/vnic/<netns>.<name>.sock, or /run/vnic/<name>.sock).
+	// (default ControlPath(Netns, Name)).
 	Control string
-	// Batch is how many frames one read or write moves at most (default 64).
+	// Batch is how many frames one read moves at most (default 64).
 	Batch int
 	// Logger receives the daemon's logs (default slog.Default()).
 	Logger *slog.Logger
+
+	// farNetns is B of a "netns:B" wire.
+	farNetns string
 }
 
 // RunDir holds the control sockets and namespace ownership marks.
 const RunDir = "/run/vnic"
 
-// ControlPath returns the default control socket path for an interface.
+// ControlPath returns the default control socket path for an interface
+// in a namespace (a name or a path).
 func ControlPath(netns, name string) string {
-	if netns != "" {
-		return filepath.Join(RunDir, netns+"."+name+".sock")
+	switch {
+	case netns == "":
+		return filepath.Join(RunDir, name+".sock")
+	case nsutil.IsPath(netns):
+		// A namespace given by path: named by its identity, so that every
+		// path to it finds the same socket.
+		if dev, ino, err := nsutil.Identity(netns); err == nil {
+			return filepath.Join(RunDir, fmt.Sprintf("netns-%x-%d.%s.sock", dev, ino, name))
+		}
+		return filepath.Join(RunDir, "netns-"+strings.ReplaceAll(strings.Trim(netns, "/"), "/", "_")+"."+name+".sock")
 	}
-	return filepath.Join(RunDir, name+".sock")
+	return filepath.Join(RunDir, netns+"."+name+".sock")
 }
 
-// ErrConfig is wrapped by every configuration error.
-var ErrConfig = errors.New("bad configuration")
-
-func cfgErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
-}
+// FarNetns returns B of a "netns:B" wire ("" for the peer).
+func (c *Config) FarNetns() string { return c.farNetns }
 
 // Normalize fills in defaults and checks the configuration, returning an
 // error that says what is wrong and what to do.
 func (c *Config) Normalize() error {
 	if c.Name == "" {
-		c.Name = "vnic0"
+		c.Name = nic.DefaultName
 	}
-	if len(c.Name) > 15 || strings.ContainsAny(c.Name, "/: \t\n") || c.Name == "." || c.Name == ".." {
-		return cfgErr("interface name %q: at most 15 characters, no '/', ':' or spaces", c.Name)
+	if err := nic.ValidName(c.Name); err != nil {
+		return err
 	}
-	if strings.ContainsAny(c.Netns, "/ \t\n") || c.Netns == "." || c.Netns == ".." {
-		return cfgErr("namespace name %q: no '/' or spaces", c.Netns)
+	if err := checkNetns("namespace", c.Netns); err != nil {
+		return err
+	}
+	switch {
+	case c.Wire == "" || c.Wire == WirePeer:
+		c.Wire = WirePeer
+	case strings.HasPrefix(c.Wire, WireNetnsPrefix):
+		c.farNetns = strings.TrimPrefix(c.Wire, WireNetnsPrefix)
+		if c.farNetns == "" {
+			return cfgErr("--wire %q: name the far namespace, e.g. --wire netns:vnic-b", c.Wire)
+		}
+		if err := checkNetns("far namespace", c.farNetns); err != nil {
+			return err
+		}
+		if sameNetns(c.Netns, c.farNetns) {
+			return cfgErr("--wire %s: the far NIC must be in another namespace than --netns %q (both ends of a wire in one namespace would route locally, never over the wire)", c.Wire, c.Netns)
+		}
+	default:
+		return cfgErr("--wire %q: use peer (the gVisor peer host) or netns:NAME (a second vnic NIC in namespace NAME, or netns:/proc/PID/ns/net)", c.Wire)
 	}
 	if len(c.Addrs) == 0 {
 		c.Addrs = DefaultAddrs
 	}
-	if c.MTU == 0 {
-		c.MTU = 1500
-	}
-	hasV6 := false
 	for _, a := range c.Addrs {
 		if !a.IsValid() {
 			return cfgErr("address %v is not valid: use ADDR/PREFIX, e.g. 198.18.0.1/15", a)
 		}
-		if a.Addr().Is6() {
-			hasV6 = true
-		}
 		if a.Bits() >= a.Addr().BitLen()-1 {
-			return cfgErr("address %v: the prefix leaves no room for the peer; use /%d or shorter", a, a.Addr().BitLen()-2)
+			return cfgErr("address %v: the prefix leaves no room for the far end; use /%d or shorter", a, a.Addr().BitLen()-2)
 		}
 	}
-	min := 68
-	if hasV6 {
-		min = 1280
+	o := c.nicOptions()
+	if err := o.Normalize(); err != nil {
+		return err
 	}
-	if c.MTU < min || c.MTU > 65535 {
-		return cfgErr("MTU %d: must be between %d and 65535 (IPv6 needs at least 1280)", c.MTU, min)
-	}
-	if c.HWMTU == 0 {
-		c.HWMTU = c.MTU
-	}
-	if c.HWMTU < 576 || c.HWMTU > c.MTU {
-		return cfgErr("hardware MTU %d: must be between 576 and the MTU %d", c.HWMTU, c.MTU)
-	}
+	c.MTU, c.HWMTU, c.Engine, c.Batch = o.MTU, o.HWMTU, o.Engine, o.Batch
 	if len(c.Peer) == 0 {
 		for _, a := range c.Addrs {
 			p := a.Addr().Next()
 			if !a.Contains(p) {
-				return cfgErr("address %v is the last of its subnet: no room for the peer; pass --peer", a)
+				return cfgErr("address %v is the last of its subnet: no room for the far end; pass --peer", a)
 			}
 			c.Peer = append(c.Peer, p)
 		}
@@ -152,27 +179,11 @@ func (c *Config) Normalize() error {
 			return cfgErr("peer %v is not inside any of the interface's subnets %v (and must not be the interface's own address)", p, c.Addrs)
 		}
 	}
-	switch c.Engine {
-	case "":
-		c.Engine = EngineVNIC
-	case EngineVNIC, EngineWireGuard:
-	default:
-		return cfgErr("engine %q: use %q or %q", c.Engine, EngineVNIC, EngineWireGuard)
-	}
-	if c.Engine == EngineWireGuard && c.HWMTU != c.MTU {
-		return cfgErr("--hw-mtu is a vnic-engine NIC model; the wireguard engine has none")
-	}
 	if c.Control == "" {
 		c.Control = ControlPath(c.Netns, c.Name)
 	}
 	if c.Snaplen < 0 {
 		return cfgErr("snaplen %d: give the number of bytes to record of each packet (e.g. 128 for the headers), or 0 for whole packets", c.Snaplen)
-	}
-	if c.Batch == 0 {
-		c.Batch = 64
-	}
-	if c.Batch < 1 || c.Batch > 1024 {
-		return cfgErr("batch %d: between 1 and 1024", c.Batch)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -180,9 +191,48 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
-// peerPrefixes returns the peer's addresses with the prefix of the
+// checkNetns checks a namespace name or path.
+func checkNetns(what, ns string) error {
+	if nsutil.IsPath(ns) {
+		if !filepath.IsAbs(ns) {
+			return cfgErr("%s %q: give a name (as `ip netns` knows it) or an absolute path such as /proc/PID/ns/net", what, ns)
+		}
+		return nil
+	}
+	if strings.ContainsAny(ns, " \t\n") || ns == "." || ns == ".." {
+		return cfgErr("%s name %q: no spaces; a name as `ip netns` knows it, or a path such as /proc/PID/ns/net", what, ns)
+	}
+	return nil
+}
+
+// sameNetns reports whether a and b name one namespace: the same name,
+// or files with the same identity.
+func sameNetns(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if a == "" || b == "" {
+		// "" is the daemon's own namespace; compare identities.
+		if a == "" {
+			a = "/proc/self/ns/net"
+		} else {
+			b = "/proc/self/ns/net"
+		}
+	}
+	da, ia, err1 := nsutil.Identity(a)
+	db, ib, err2 := nsutil.Identity(b)
+	return err1 == nil && err2 == nil && da == db && ia == ib
+}
+
+// nicOptions are the options of the daemon's (first) NIC.
+func (c *Config) nicOptions() nic.Options {
+	return nic.Options{Name: c.Name, Netns: c.Netns, Addrs: c.Addrs, MTU: c.MTU, HWMTU: c.HWMTU,
+		Engine: c.Engine, Batch: c.Batch, Logger: c.Logger}
+}
+
+// farPrefixes returns the far end's addresses with the prefix of the
 // interface subnet each lies in.
-func (c *Config) peerPrefixes() []netip.Prefix {
+func (c *Config) farPrefixes() []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range c.Peer {
 		for _, a := range c.Addrs {

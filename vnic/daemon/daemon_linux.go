@@ -11,12 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"vnic/vnic/capture"
-	"vnic/vnic/ethtool"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/peer"
 )
@@ -29,36 +28,25 @@ var (
 	ErrRunning = errors.New("a vnic daemon already serves this interface")
 )
 
-// Daemon is a running vnic: the TUN device, the gVisor peer behind it and
-// the pipeline between them.
+// Daemon is a running vnic: the NIC in its namespace and the far end of
+// its wire (the gVisor peer, or a second NIC in another namespace).
 type Daemon struct {
 	cfg     Config
 	log     *slog.Logger
-	st      *stats
-	nic     nic
+	nic     *nic.NIC // the NIC in cfg.Netns
+	far     *nic.NIC // the far NIC of a netns: wire
 	peer    *peer.Peer
 	pcap    *capture.Writer
 	ctl     net.Listener
-	created bool // we created cfg.Netns
+	created []string // namespaces this daemon created
 	closers []func()
 	done    chan error
 	started time.Time
 }
 
-// nic is the NIC model behind the TUN: vnic's engine or wireguard-go's.
-type nic interface {
-	output(pkts []peer.Packet)
-	txLoop() error
-	setGRO(on bool)
-	close() error
-	grantedOffloads() string
-	stats(*Stats)
-}
-
-// Start brings a vnic up: namespace, TUN device with offloads, addresses,
-// the gVisor peer, capture and control socket, then the data path. Stop it
-// with Close. Equivalent to: ip netns add NS; ip tuntap add NAME mode tun
-// vnet_hdr; ip addr add ...; ip link set NAME up — plus the NIC.
+// Start brings a vnic up: namespaces, the NIC (TUN device with offloads,
+// addresses), the far end (the gVisor peer, or a second NIC), capture and
+// control socket, then the data path. Stop it with Close.
 func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
@@ -66,7 +54,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := preflight(); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger.With("dev", cfg.Name), st: newStats(), done: make(chan error, 1), started: time.Now()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger.With("dev", cfg.Name), done: make(chan error, 2), started: time.Now()}
 	defer func() {
 		if err != nil {
 			d.teardown()
@@ -78,70 +66,110 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.takeControlSocket(); err != nil {
 		return nil, err
 	}
-	if cfg.Netns != "" {
-		if err := d.enterNetns(); err != nil {
-			return nil, err
+	far := cfg.FarNetns()
+	for _, ns := range []string{cfg.Netns, far} {
+		if ns != "" && !nsutil.IsPath(ns) {
+			if err := d.enterNetns(ns); err != nil {
+				return nil, err
+			}
 		}
 	}
 
-	// The device, created inside the namespace.
-	if err := nsutil.Do(cfg.Netns, func() error {
-		var err error
-		d.nic, err = d.openNIC()
-		return err
-	}); err != nil {
-		return nil, err
+	names := []string{cfg.Name}
+	if far != "" {
+		names = []string{capName(cfg.Netns, "a", cfg.Name), capName(far, "b", cfg.Name)}
 	}
-	d.closers = append(d.closers, func() { _ = d.nic.close() })
-	d.log.Info("TUN device created", "engine", cfg.Engine, "offloads", d.nic.grantedOffloads(), "netns", cfg.Netns)
-
-	h, err := nsutil.Handle(cfg.Netns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	if err := nsutil.ConfigureLink(h, cfg.Name, nsutil.LinkConfig{MTU: cfg.MTU, Addrs: cfg.Addrs, Up: true, TxQueueLen: 1000}); err != nil {
-		return nil, err
-	}
-
 	if cfg.Pcap != "" {
-		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: []string{cfg.Name}, Snaplen: cfg.Snaplen, Logger: d.log})
+		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: names, Snaplen: cfg.Snaplen, Logger: d.log})
 		if err != nil {
 			return nil, fmt.Errorf("--pcap %s: %w", cfg.Pcap, err)
 		}
-		d.setCapture(d.pcap.NIC(cfg.Name))
+		d.closers = append(d.closers, func() {
+			if err := d.pcap.Close(); err != nil {
+				d.log.Warn("closing the pcap", "err", err)
+			}
+		})
+	}
+	opt := cfg.nicOptions()
+	opt.Capture = d.pcap.NIC(names[0])
+	if d.nic, err = nic.Open(ctx, opt); err != nil {
+		return nil, withNetns(err, cfg.Netns)
+	}
+	d.closers = append(d.closers, d.closeNIC(d.nic))
+
+	if far != "" {
+		fo := opt
+		fo.Netns, fo.Addrs, fo.Capture = far, cfg.farPrefixes(), d.pcap.NIC(names[1])
+		fo.Logger = cfg.Logger.With("dev", cfg.Name, "end", "far")
+		if d.far, err = nic.Open(ctx, fo); err != nil {
+			return nil, withNetns(err, far)
+		}
+		d.closers = append(d.closers, d.closeNIC(d.far))
+		d.nic.Connect(d.far)
+		d.far.Connect(d.nic)
+	} else {
+		gso := uint32(peer.MaxGSOSize)
+		if cfg.NoPeerGSO {
+			gso = 0
+		}
+		d.peer, err = peer.New(peer.Options{
+			Addrs:      cfg.farPrefixes(),
+			MTU:        uint32(cfg.MTU),
+			GSOMaxSize: gso,
+			// The peer's packets are checksummed by gVisor or by segment,
+			// with nothing on the wire in between: GRO trusts them.
+			Output:     d.nic.OutputChecked,
+			Logger:     d.log.With("host", "peer"),
+			OnLinkOnly: true,
+			// The peer host's NIC coalesces too, as a Linux receiver's
+			// would: gVisor's per-packet receive path is the most
+			// expensive step of an upload (profiled: 60% of the daemon's
+			// CPU at 1448 bytes a packet), and GRO halves it.
+			GRO: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting the gVisor peer: %w", err)
+		}
+		d.closers = append(d.closers, func() { _ = d.peer.Close() })
+		d.nic.Connect(d.peer)
 	}
 
-	gso := uint32(peer.MaxGSOSize)
-	if cfg.NoPeerGSO {
-		gso = 0
-	}
-	d.peer, err = peer.New(peer.Options{
-		Addrs:      cfg.peerPrefixes(),
-		MTU:        uint32(cfg.MTU),
-		GSOMaxSize: gso,
-		Output:     d.nic.output,
-		Logger:     d.log.With("host", "peer"),
-		OnLinkOnly: true,
-		// The peer host's NIC coalesces too, as a Linux receiver's would:
-		// gVisor's per-packet receive path is the most expensive step of
-		// an upload (profiled: 60% of the daemon's CPU at 1448 bytes a
-		// packet), and GRO halves it.
-		GRO: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting the gVisor peer: %w", err)
-	}
-	d.setPeer(d.peer)
-	d.closers = append(d.closers, func() { _ = d.peer.Close() })
-
-	if err := d.watchGRO(ctx); err != nil {
-		d.log.Warn("cannot follow ethtool -K gro; GRO stays on", "err", err)
-	}
 	go d.serveControl()
-	go func() { d.done <- d.nic.txLoop() }()
-	d.log.Info("vnic up", "addrs", cfg.Addrs, "peer", cfg.Peer, "mtu", cfg.MTU, "hw_mtu", cfg.HWMTU, "pcap", cfg.Pcap, "control", cfg.Control)
+	for _, n := range []*nic.NIC{d.nic, d.far} {
+		if n != nil {
+			n.Start()
+			go func() { d.done <- <-n.Done() }()
+		}
+	}
+	d.log.Info("vnic up", "netns", cfg.Netns, "addrs", cfg.Addrs, "wire", cfg.Wire, "far", cfg.Peer, "mtu", cfg.MTU,
+		"hw_mtu", cfg.HWMTU, "pcap", cfg.Pcap, "control", cfg.Control)
 	return d, nil
+}
+
+// capName is a NIC's name in the capture of a netns: wire: its
+// namespace's name (or side, for a namespace given by path) and the
+// interface name.
+func capName(netns, side, name string) string {
+	if netns == "" {
+		return "host." + name
+	}
+	if nsutil.IsPath(netns) {
+		return side + "." + name
+	}
+	return netns + "." + name
+}
+
+// withNetns names the namespace in an error that does not.
+func withNetns(err error, ns string) error {
+	if ns == "" || strings.Contains(err.Error(), ns) {
+		return err
+	}
+	return fmt.Errorf("in namespace %s: %w", ns, err)
+}
+
+// closeNIC closes n and waits (briefly) for its transmit loop to stop.
+func (d *Daemon) closeNIC(n *nic.NIC) func() {
+	return func() { _ = n.Close() }
 }
 
 // Run is Start, then waiting until ctx is cancelled (SIGINT/SIGTERM in
@@ -160,52 +188,49 @@ func Run(ctx context.Context, cfg Config) error {
 	return errors.Join(runErr, d.Close())
 }
 
-// Done is closed... receives the data path's error when it stops by
-// itself (it does not when Close stops it).
+// Done receives the data path's error when it stops by itself (it also
+// receives one after Close).
 func (d *Daemon) Done() <-chan error { return d.done }
 
-// Close tears everything down: data path, peer, capture (flushed), TUN,
-// control socket, and the namespace if this daemon created it.
+// Close tears everything down: data path, far end, capture (flushed),
+// devices, control socket, and the namespaces this daemon created.
 func (d *Daemon) Close() error {
 	d.teardown()
 	return nil
 }
 
 func (d *Daemon) teardown() {
-	// The TUN first: it unblocks the transmit loop. Then the peer (its
-	// output goroutine writes into the TUN, which now fails harmlessly),
-	// then the capture, which flushes what both recorded.
+	// In reverse: the peer (its output goroutine writes into the NIC) or
+	// the far NIC, then the NIC (its device unblocks the transmit loop),
+	// then the capture, which flushes what they recorded.
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()
 	}
 	d.closers = nil
-	if d.pcap != nil {
-		if err := d.pcap.Close(); err != nil {
-			d.log.Warn("closing the pcap", "err", err)
-		}
-		d.pcap = nil
-	}
 	if d.ctl != nil {
 		_ = d.ctl.Close()
 		_ = os.Remove(d.cfg.Control)
 		d.ctl = nil
 	}
-	if d.created {
-		if err := nsutil.Delete(d.cfg.Netns); err != nil {
-			d.log.Warn("removing the namespace", "netns", d.cfg.Netns, "err", err)
+	for _, ns := range d.created {
+		if err := nsutil.Delete(ns); err != nil {
+			d.log.Warn("removing the namespace", "netns", ns, "err", err)
 		}
-		_ = os.Remove(ownerPath(d.cfg.Netns))
-		d.created = false
+		_ = os.Remove(ownerPath(ns))
 	}
+	d.created = nil
 }
 
 // Stats returns a snapshot of every counter.
 func (d *Daemon) Stats() Stats {
-	s := d.st.snapshot()
-	s.Name, s.Netns, s.Engine = d.cfg.Name, d.cfg.Netns, d.cfg.Engine
-	d.nic.stats(&s)
+	s := Stats{Stats: d.nic.Stats(), Wire: d.cfg.Wire}
+	if d.far != nil {
+		f := d.far.Stats()
+		s.Far = &f
+	}
 	if d.peer != nil {
-		s.Peer = d.peer.Stats()
+		p := d.peer.Stats()
+		s.Peer = &p
 	}
 	if d.pcap != nil {
 		c := d.pcap.Stats()
@@ -247,22 +272,25 @@ func hasCapNetAdmin() bool {
 // may adopt and remove on exit.
 func ownerPath(netns string) string { return filepath.Join(RunDir, netns+".netns-owner") }
 
-func (d *Daemon) enterNetns() error {
-	ns := d.cfg.Netns
+// enterNetns creates the named namespace ns if missing (or adopts one a
+// dead daemon left), recording it to be removed on exit.
+func (d *Daemon) enterNetns(ns string) error {
+	created := false
 	if nsutil.Exists(ns) {
 		if pid, ok := readOwner(ns); ok && !processAlive(pid) {
 			d.log.Info("adopting a namespace left by a daemon that died", "netns", ns, "pid", pid)
-			d.created = true
+			created = true
 		}
 	} else {
-		created, err := nsutil.Create(ns)
+		c, err := nsutil.Create(ns)
 		if err != nil {
 			return fmt.Errorf("creating network namespace %q: %w", ns, err)
 		}
-		d.created = created
+		created = c
 	}
-	if d.created {
+	if created {
 		_ = os.WriteFile(ownerPath(ns), []byte(strconv.Itoa(os.Getpid())), 0o600)
+		d.created = append(d.created, ns)
 	}
 	return nil
 }
@@ -339,29 +367,4 @@ func ReadStats(path string) (Stats, error) {
 		return s, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return s, nil
-}
-
-// watchGRO follows the interface's generic-receive-offload feature, so that
-// `ethtool -K NAME gro off` stops the NIC from coalescing what it hands the
-// kernel, while it runs.
-func (d *Daemon) watchGRO(ctx context.Context) error {
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	first := make(chan error, 1)
-	var once sync.Once
-	go func() {
-		err := ethtool.Watch(wctx, d.cfg.Netns, d.cfg.Name, func(f map[string]bool) {
-			on, ok := f["rx-gro"] // ethtool -K DEV gro on|off
-			if ok {
-				d.nic.setGRO(on)
-				d.log.Info("following ethtool", "gro", on)
-			}
-			once.Do(func() { first <- nil })
-		})
-		once.Do(func() { first <- err })
-		if err != nil && wctx.Err() == nil {
-			d.log.Warn("stopped following ethtool -K gro", "err", err)
-		}
-	}()
-	d.closers = append(d.closers, cancel)
-	return <-first
 }

@@ -17,8 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vnic/vnic/daemon"
-	"vnic/vnic/glink"
+	"vnic/vnic/drop"
 	"vnic/vnic/kerneltest"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/router"
 )
@@ -34,8 +35,8 @@ import (
 // reference of make bench-nic).
 func TestDirectWire(t *testing.T) {
 	kerneltest.RequireRoot(t)
-	for _, engine := range []string{daemon.EngineVNIC, daemon.EngineWireGuard} {
-		t.Run(engine, func(t *testing.T) {
+	for _, engine := range []nic.Engine{daemon.EngineVNIC, daemon.EngineWireGuard} {
+		t.Run(string(engine), func(t *testing.T) {
 			a, b, nsA, nsB := directPair(t, engine)
 			for _, mss := range []int{0, 88} {
 				n := 4 << 20
@@ -70,7 +71,7 @@ func TestDirectWire(t *testing.T) {
 			}
 			// The counters are added once per batch: wait for the last
 			// packets of the teardown to be counted on both sides.
-			var sa, sb daemon.Stats
+			var sa, sb nic.Stats
 			waitFor(5*time.Second, func() bool {
 				sa, sb = a.Stats(), b.Stats()
 				return sa.WireOut == sb.WireIn && sb.WireOut == sa.WireIn
@@ -86,15 +87,16 @@ func TestDirectWire(t *testing.T) {
 					t.Errorf("B: %d wire packets in, %d to the host: GRO merged nothing", sb.WireIn.Packets, sb.HostRX.Packets)
 				}
 			}
-			for _, s := range []daemon.Stats{sa, sb} {
-				if engine == daemon.EngineWireGuard && s.Drops["too_many_segments"] != 0 {
+			for _, s := range []nic.Stats{sa, sb} {
+				total := s.DropTotal()
+				if n := s.Dropped(nic.HostTX, drop.TooManySegments); engine == daemon.EngineWireGuard && n != 0 {
 					// wireguard-go splits into one caller buffer per segment
 					// and drops a super-packet of more segments than the
 					// 256 it is given (see TestE2ESmallMSS); TCP recovers.
-					t.Logf("%s: wireguard-go dropped %d super-packets of more than 256 segments", s.Netns, s.Drops["too_many_segments"])
-					delete(s.Drops, "too_many_segments")
+					t.Logf("%s: wireguard-go dropped %d super-packets of more than 256 segments", s.Netns, n)
+					total -= n
 				}
-				if len(s.Drops) != 0 {
+				if total != 0 {
 					t.Errorf("%s drops: %v", s.Netns, s.Drops)
 				}
 			}
@@ -106,7 +108,7 @@ func TestDirectWire(t *testing.T) {
 
 // directPair opens two NICs of the engine in two new namespaces, A
 // 198.18.40.1/24 and B 198.18.40.2/24, wired to each other.
-func directPair(t *testing.T, engine string) (a, b *daemon.NIC, nsA, nsB string) {
+func directPair(t *testing.T, engine nic.Engine) (a, b *nic.NIC, nsA, nsB string) {
 	t.Helper()
 	nsA, nsB = uniqueNetns(t), uniqueNetns(t)
 	for _, ns := range []string{nsA, nsB} {
@@ -115,8 +117,8 @@ func directPair(t *testing.T, engine string) (a, b *daemon.NIC, nsA, nsB string)
 		}
 		t.Cleanup(func() { _ = nsutil.Delete(ns) })
 	}
-	open := func(ns, addr string) *daemon.NIC {
-		n, err := daemon.OpenNIC(context.Background(), daemon.NICConfig{Netns: ns, Engine: engine,
+	open := func(ns, addr string) *nic.NIC {
+		n, err := nic.Open(context.Background(), nic.Options{Netns: ns, Engine: engine,
 			Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}})
 		if err != nil {
 			t.Fatal(err)
@@ -233,8 +235,8 @@ func tcpInCsumErrors(t *testing.T, ns string) int {
 // connection opens. With the standard model the same path works.
 func TestNoCsumThroughRouter(t *testing.T) {
 	kerneltest.RequireRoot(t)
-	for _, model := range []string{daemon.ModelStandard, daemon.ModelNoCsum} {
-		t.Run(model, func(t *testing.T) {
+	for _, model := range []nic.Model{nic.ModelStandard, nic.ModelNoCsum} {
+		t.Run(string(model), func(t *testing.T) {
 			nsA, nsB := uniqueNetns(t), uniqueNetns(t)
 			for _, ns := range []string{nsA, nsB} {
 				if _, err := nsutil.Create(ns); err != nil {
@@ -242,8 +244,8 @@ func TestNoCsumThroughRouter(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = nsutil.Delete(ns) })
 			}
-			open := func(ns, addr, model string) *daemon.NIC {
-				n, err := daemon.OpenNIC(context.Background(), daemon.NICConfig{Netns: ns, Model: model,
+			open := func(ns, addr string, model nic.Model) *nic.NIC {
+				n, err := nic.Open(context.Background(), nic.Options{Netns: ns, Model: model,
 					Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}})
 				if err != nil {
 					t.Fatal(err)
@@ -251,22 +253,22 @@ func TestNoCsumThroughRouter(t *testing.T) {
 				t.Cleanup(func() { n.Close() })
 				return n
 			}
-			a, b := open(nsA, "198.18.42.2/24", daemon.ModelStandard), open(nsB, "198.18.43.2/24", daemon.ModelStandard)
+			a, b := open(nsA, "198.18.42.2/24", nic.ModelStandard), open(nsB, "198.18.43.2/24", nic.ModelStandard)
 			rt, err := router.New(router.Options{Ifaces: []router.Iface{
-				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.42.1/24")}, Output: func(p []glink.Packet) { a.Output(p) }},
-				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.43.1/24")}, Output: func(p []glink.Packet) { b.Output(p) }},
+				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.42.1/24")}, Output: a.Output},
+				{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.43.1/24")}, Output: b.Output},
 			}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { rt.Close() })
-			a.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(0, p) }))
-			b.Connect(daemon.InjectFunc(func(p [][]byte) { rt.Inject(1, p) }))
+			a.Connect(nic.InjectFunc(func(p [][]byte) { rt.Inject(0, p) }))
+			b.Connect(nic.InjectFunc(func(p [][]byte) { rt.Inject(1, p) }))
 			a.Start()
 			b.Start()
 			nsExec(t, nsA, "ip", "route", "add", "198.18.43.0/24", "via", "198.18.42.1")
 			nsExec(t, nsB, "ip", "route", "add", "198.18.42.0/24", "via", "198.18.43.1")
-			if model == daemon.ModelStandard {
+			if model == nic.ModelStandard {
 				transferChecked(t, nsA, nsB, "198.18.43.2", 0, 1<<20)
 				if n := tcpInCsumErrors(t, nsB); n != 0 {
 					t.Errorf("standard model: B's TcpInCsumErrors %d", n)

@@ -134,21 +134,21 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		peer func(daemon.Stats) uint64
 		want uint64
 	}{
-		{"garbage, IP version 0", func() error { return send(unix.ETH_P_IP, []byte(strings.Repeat("\x00garbage!", 8))) }, false, "ip_version", nil, 0},
-		{"IP version 7", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x75 })) }, false, "ip_version", nil, 0},
-		{"IPv4 ihl 3", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x43 })) }, false, "ip_header", nil, 0},
-		{"IPv4 ihl 15 > packet", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x4f })) }, false, "ip_header", nil, 0},
-		{"3 bytes", func() error { return send(unix.ETH_P_IP, good[:3]) }, false, "ip_header", nil, 0},
-		{"raw socket IP_HDRINCL ihl 3", func() error { return sendRaw(mod(good, func(b []byte) { b[0] = 0x43 })) }, true, "ip_header", nil, 0},
+		{"garbage, IP version 0", func() error { return send(unix.ETH_P_IP, []byte(strings.Repeat("\x00garbage!", 8))) }, false, "host_tx/ip_version", nil, 0},
+		{"IP version 7", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x75 })) }, false, "host_tx/ip_version", nil, 0},
+		{"IPv4 ihl 3", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x43 })) }, false, "host_tx/ip_header", nil, 0},
+		{"IPv4 ihl 15 > packet", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[0] = 0x4f })) }, false, "host_tx/ip_header", nil, 0},
+		{"3 bytes", func() error { return send(unix.ETH_P_IP, good[:3]) }, false, "host_tx/ip_header", nil, 0},
+		{"raw socket IP_HDRINCL ihl 3", func() error { return sendRaw(mod(good, func(b []byte) { b[0] = 0x43 })) }, true, "host_tx/ip_header", nil, 0},
 		{"IPv4 total length 1000 > frame", func() error {
 			return send(unix.ETH_P_IP, mod(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }))
-		}, false, "ip_length", nil, 0},
+		}, false, "host_tx/ip_length", nil, 0},
 		{"IPv4 total length 22 < frame", func() error {
 			return send(unix.ETH_P_IP, mod(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 22) }))
-		}, false, "ip_length", nil, 0},
+		}, false, "host_tx/ip_length", nil, 0},
 		{"IPv6 payload length 500 > frame", func() error {
 			return send(unix.ETH_P_IPV6, mod(good6, func(b []byte) { binary.BigEndian.PutUint16(b[4:], 500) }))
-		}, false, "ip_length", nil, 0},
+		}, false, "host_tx/ip_length", nil, 0},
 		{"bad IPv4 header checksum", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[10] ^= 0xff })) }, false, "", peerIPMalformed, 1},
 		{"bad UDP checksum", func() error {
 			return send(unix.ETH_P_IP, (&pkttest.Packet{Proto: pkttest.ProtoUDP, SrcPort: 40002, DstPort: 9, Payload: []byte("hello"), BadL4Checksum: true}).Build())
@@ -167,18 +167,18 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		}
 		var ok bool
 		if c.drop != "" {
-			ok = waitFor(2*time.Second, func() bool { return d.Stats().Drops[c.drop] > before.Drops[c.drop] })
+			ok = waitFor(2*time.Second, func() bool { return d.Stats().DropMap()[c.drop] > before.DropMap()[c.drop] })
 		} else {
 			ok = waitFor(2*time.Second, func() bool { return c.peer(d.Stats()) >= c.peer(before)+c.want })
 		}
 		after := d.Stats()
-		for r, n := range after.Drops {
-			want := before.Drops[r]
+		for r, n := range after.DropMap() {
+			want := before.DropMap()[r]
 			if r == c.drop {
 				want++
 			}
 			if n != want {
-				t.Errorf("%s: drop reason %s went from %d to %d", c.name, r, before.Drops[r], n)
+				t.Errorf("%s: drop reason %s went from %d to %d", c.name, r, before.DropMap()[r], n)
 			}
 		}
 		if !ok || c.peer != nil && c.peer(after) != c.peer(before)+c.want {
@@ -201,11 +201,11 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		wire uint64 // wire packets it makes if valid
 	}{
 		{"gso_size 1 (valid: 4000 one-byte segments)", func(h *virtio.Hdr, b []byte) { h.GSOSize = 1 }, "", 4000},
-		{"gso tcpv6 on IPv4", func(h *virtio.Hdr, b []byte) { h.GSOType = virtio.GSOTCPv6 }, "ip_version", 0},
-		{"gso udp_l4 on TCP", func(h *virtio.Hdr, b []byte) { h.GSOType = virtio.GSOUDPL4; h.CsumOffset = 6 }, "l4_proto", 0},
-		{"csum_offset 6 for TCP", func(h *virtio.Hdr, b []byte) { h.CsumOffset = 6 }, "csum_offsets", 0},
-		{"gso type 0x20", func(h *virtio.Hdr, b []byte) { h.GSOType = 0x20 }, "gso_type", 0},
-		{"IPv4 total length 1000", func(h *virtio.Hdr, b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }, "ip_length", 0},
+		{"gso tcpv6 on IPv4", func(h *virtio.Hdr, b []byte) { h.GSOType = virtio.GSOTCPv6 }, "host_tx/ip_version", 0},
+		{"gso udp_l4 on TCP", func(h *virtio.Hdr, b []byte) { h.GSOType = virtio.GSOUDPL4; h.CsumOffset = 6 }, "host_tx/l4_proto", 0},
+		{"csum_offset 6 for TCP", func(h *virtio.Hdr, b []byte) { h.CsumOffset = 6 }, "host_tx/csum_offsets", 0},
+		{"gso type 0x20", func(h *virtio.Hdr, b []byte) { h.GSOType = 0x20 }, "host_tx/gso_type", 0},
+		{"IPv4 total length 1000", func(h *virtio.Hdr, b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }, "host_tx/ip_length", 0},
 	} {
 		b, h := big.BuildGSO(1448, false)
 		v.f(&h, b)
@@ -226,7 +226,7 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		}
 		var ok bool
 		if v.drop != "" {
-			ok = waitFor(2*time.Second, func() bool { return d.Stats().Drops[v.drop] > before.Drops[v.drop] })
+			ok = waitFor(2*time.Second, func() bool { return d.Stats().DropMap()[v.drop] > before.DropMap()[v.drop] })
 		} else {
 			ok = waitFor(2*time.Second, func() bool { return d.Stats().WireOut.Packets >= before.WireOut.Packets+v.wire })
 		}
@@ -247,8 +247,10 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 			t.Fatalf("burst frame %d: %v", i, err)
 		}
 	}
-	if !waitFor(5*time.Second, func() bool { return d.Stats().Drops["ip_version"] >= before.Drops["ip_version"]+burst }) {
-		t.Errorf("burst of %d bad frames: ip_version went from %d to %d", burst, before.Drops["ip_version"], d.Stats().Drops["ip_version"])
+	if !waitFor(5*time.Second, func() bool {
+		return d.Stats().DropMap()["host_tx/ip_version"] >= before.DropMap()["host_tx/ip_version"]+burst
+	}) {
+		t.Errorf("burst of %d bad frames: ip_version went from %d to %d", burst, before.DropMap()["host_tx/ip_version"], d.Stats().DropMap()["host_tx/ip_version"])
 	}
 
 	// Still working, and the reasons are there for `vnic stat`.
@@ -262,8 +264,8 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []string{"ip_version", "ip_header", "ip_length"} {
-		if s.Drops[r] == 0 {
+	for _, r := range []string{"host_tx/ip_version", "host_tx/ip_header", "host_tx/ip_length"} {
+		if s.DropMap()[r] == 0 {
 			t.Errorf("control socket: drop reason %s not counted: %v", r, s.Drops)
 		}
 	}

@@ -28,10 +28,12 @@ func TestE2EBadConfig(t *testing.T) {
 		{"MTU too big", daemon.Config{MTU: 70000}, "MTU 70000"},
 		{"hardware MTU above the MTU", daemon.Config{HWMTU: 9000}, "hardware MTU 9000"},
 		{"invalid address", daemon.Config{Addrs: []netip.Prefix{{}}}, "use ADDR/PREFIX"},
-		{"/32: no room for the peer", daemon.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32")}}, "leaves no room for the peer"},
+		{"/32: no room for the peer", daemon.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32")}}, "leaves no room for the far end"},
 		{"peer outside the subnet", daemon.Config{Peer: []netip.Addr{netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("fd00:1::2")}}, "peer fd00:1::2 is not inside"},
-		{"netns with '/'", daemon.Config{Netns: "a/b"}, `namespace name "a/b": no '/'`},
-		{"interface name too long", daemon.Config{Name: "vnic0123456789abcdef"}, "at most 15 characters"},
+		{"netns: a relative path", daemon.Config{Netns: "a/b"}, `namespace "a/b": give a name (as ` + "`ip netns`" + ` knows it) or an absolute path`},
+		{"far netns: the same namespace", daemon.Config{Wire: "netns:" + ns}, "the far NIC must be in another namespace"},
+		{"unknown wire", daemon.Config{Wire: "tcp:1.2.3.4"}, `--wire "tcp:1.2.3.4": use peer`},
+		{"interface name too long", daemon.Config{Name: "vnic0123456789abcdef"}, "1 to 15 characters"},
 		{"unknown engine", daemon.Config{Engine: "dpdk"}, `engine "dpdk": use "vnic" or "wireguard"`},
 	} {
 		if c.cfg.Netns == "" {
@@ -90,7 +92,8 @@ func TestE2EBadConfig(t *testing.T) {
 		{[]string{"bogus"}, 2, []string{`unknown command "bogus"`, "Run 'vnic --help'"}},
 		{[]string{"up", "--netns", ns, "--mtu", "100"}, 1, []string{"MTU 100: must be between 1280 and 65535"}},
 		{[]string{"up", "--netns", ns, "--addr", "198.18.0.1"}, 1, []string{`--addr "198.18.0.1": want ADDRESS/PREFIX`}},
-		{[]string{"up", "--netns", "a/b"}, 1, []string{`namespace name "a/b": no '/'`}},
+		{[]string{"up", "--netns", "a/b"}, 1, []string{`namespace "a/b": give a name`}},
+		{[]string{"up", "--netns", ns, "--wire", "netns:/etc/passwd"}, 1, []string{"/etc/passwd is not a namespace file"}},
 		{[]string{"up", "--netns", d.ns}, 1, []string{"already serves", "stop that daemon first"}},
 	} {
 		out, err := run(t, 10*time.Second, bin, c.args...)

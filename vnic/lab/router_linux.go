@@ -12,8 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"vnic/vnic/daemon"
-	"vnic/vnic/glink"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/router"
 )
@@ -23,7 +22,7 @@ import (
 // router (forwarding keeps no state); the NICs' wires follow cur.
 type labRouter struct {
 	cfg  Router
-	nics []*daemon.NIC // by interface
+	nics []*nic.NIC // by interface
 	log  func(msg string, args ...any)
 
 	mu  sync.Mutex // serialises changes
@@ -51,7 +50,7 @@ func (r *runner) newLabRouter(cfg Router) (*labRouter, error) {
 		lr.nics = append(lr.nics, r.nics[f.Host])
 		lr.gro = append(lr.gro, groMode(f.GRO))
 		idx := i
-		r.nics[f.Host].Connect(daemon.InjectFunc(func(pkts [][]byte) {
+		r.nics[f.Host].Connect(nic.InjectFunc(func(pkts [][]byte) {
 			if rt := lr.cur.Load(); rt != nil {
 				rt.Inject(idx, pkts)
 			}
@@ -73,9 +72,9 @@ func (lr *labRouter) build() (*router.Router, error) {
 		for _, a := range f.Addrs {
 			addrs = append(addrs, netip.MustParsePrefix(a)) // Validate checked them
 		}
-		nic := lr.nics[i]
+		n := lr.nics[i]
 		opt.Ifaces = append(opt.Ifaces, router.Iface{Name: c.ifaceName(i), Addrs: addrs, MTU: uint32(f.MTU),
-			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: func(pkts []glink.Packet) { nic.Output(pkts) }})
+			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: n.Output})
 	}
 	for _, rt := range c.Routes {
 		opt.Routes = append(opt.Routes, router.Route{Dst: netip.MustParsePrefix(rt.Dst), Iface: c.iface(rt.Iface)})

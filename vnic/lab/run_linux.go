@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"vnic/vnic/capture"
-	"vnic/vnic/daemon"
+	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/peer"
 	"vnic/vnic/traffic"
@@ -39,7 +39,7 @@ type runner struct {
 	log     *slog.Logger
 	suffix  string
 	ns      map[string]string // host → namespace
-	nics    map[string]*daemon.NIC
+	nics    map[string]*nic.NIC
 	info    map[string]nicInfo
 	addrs   map[string][]netip.Prefix // host or peer → addresses
 	discard map[string]*discardService
@@ -76,7 +76,7 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
 	r := &runner{s: s, opt: opt, log: opt.Logger, suffix: hex.EncodeToString(rnd[:]),
-		ns: map[string]string{}, nics: map[string]*daemon.NIC{}, info: map[string]nicInfo{},
+		ns: map[string]string{}, nics: map[string]*nic.NIC{}, info: map[string]nicInfo{},
 		addrs: map[string][]netip.Prefix{}, discard: map[string]*discardService{}, wires: map[string]*wire.Wire{},
 		routers: map[string]*labRouter{}}
 	defer r.teardown()
@@ -166,18 +166,18 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 		if name == "" {
 			name = "eth0"
 		}
-		nic, err := daemon.OpenNIC(ctx, daemon.NICConfig{Name: name, Netns: r.ns[h.Name], Addrs: addrs, MTU: h.NIC.MTU,
-			HWMTU: h.NIC.HWMTU, Model: h.NIC.Model, Capture: r.pcap.NIC(capName(h)), Logger: r.log.With("host", h.Name)})
+		n, err := nic.Open(ctx, nic.Options{Name: name, Netns: r.ns[h.Name], Addrs: addrs, MTU: h.NIC.MTU,
+			HWMTU: h.NIC.HWMTU, Model: nic.Model(h.NIC.Model), Capture: r.pcap.NIC(capName(h)), Logger: r.log.With("host", h.Name)})
 		if err != nil {
 			return fmt.Errorf("lab: host %s: %w", h.Name, err)
 		}
-		r.nics[h.Name] = nic
-		cfg := nic.Config()
+		r.nics[h.Name] = n
+		cfg := n.Options()
 		r.info[h.Name] = nicInfo{ifname: capName(h), mtu: cfg.MTU, hwMTU: cfg.HWMTU}
 		r.onClose(func() {
-			_ = nic.Close()
+			_ = n.Close()
 			select {
-			case <-nic.Done():
+			case <-n.Done():
 			case <-time.After(2 * time.Second):
 			}
 		})
@@ -197,8 +197,8 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 				return err
 			}
 			r.wires[l.A+"→"+l.B], r.wires[l.B+"→"+l.A] = ab, ba
-			a.Connect(daemon.InjectFunc(ab.Send))
-			b.Connect(daemon.InjectFunc(ba.Send))
+			a.Connect(nic.InjectFunc(ab.Send))
+			b.Connect(nic.InjectFunc(ba.Send))
 		case LinkPeer:
 			if err := r.newPeer(l, a); err != nil {
 				return err
@@ -225,7 +225,20 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	return ctx.Err()
 }
 
-func (r *runner) newWire(l Link, to *daemon.NIC) (*wire.Wire, error) {
+// dropName is how a lab prints a NIC's drop counter: the reason, and
+// where it is not obvious (a frame the host sent, a wire packet arriving,
+// a frame refused by the host's kernel), the place.
+func dropName(d nic.Drop) string {
+	switch d.Place {
+	case nic.HostRX.String():
+		return "kernel refused " + d.Reason
+	case nic.FarTX.String():
+		return "far end " + d.Reason
+	}
+	return d.Reason
+}
+
+func (r *runner) newWire(l Link, to *nic.NIC) (*wire.Wire, error) {
 	im := l.Impair
 	w, err := wire.New(wire.Options{Loss: im.Loss, Duplicate: im.Duplicate, Corrupt: im.Corrupt, Reorder: im.Reorder,
 		Delay: im.Delay, Jitter: im.Jitter, Seed: im.Seed, Deliver: to.Inject})
@@ -236,7 +249,7 @@ func (r *runner) newWire(l Link, to *daemon.NIC) (*wire.Wire, error) {
 	return w, nil
 }
 
-func (r *runner) newPeer(l Link, a *daemon.NIC) error {
+func (r *runner) newPeer(l Link, a *nic.NIC) error {
 	var addrs []netip.Prefix
 	for _, s := range l.PeerAddrs {
 		p, err := netip.ParsePrefix(s)
@@ -251,7 +264,7 @@ func (r *runner) newPeer(l Link, a *daemon.NIC) error {
 		}
 	}
 	r.addrs[l.B] = addrs
-	p, err := peer.New(peer.Options{Addrs: addrs, MTU: uint32(a.Config().MTU), GSOMaxSize: peer.MaxGSOSize,
+	p, err := peer.New(peer.Options{Addrs: addrs, MTU: uint32(a.Options().MTU), GSOMaxSize: peer.MaxGSOSize,
 		Output: a.Output, Logger: r.log.With("host", l.B), OnLinkOnly: true, GRO: true})
 	if err != nil {
 		return fmt.Errorf("lab: peer %s: %w", l.B, err)
@@ -291,8 +304,8 @@ func (r *runner) target(t Traffic) (netip.Addr, error) {
 func (r *runner) drops() map[string]uint64 {
 	m := map[string]uint64{}
 	for _, h := range r.s.Hosts {
-		for k, v := range r.nics[h.Name].Stats().Drops {
-			m[capName(h)+": "+k] = v
+		for _, d := range r.nics[h.Name].Stats().Drops {
+			m[capName(h)+": "+dropName(d)] += d.Packets
 		}
 		for k, v := range kernelCounters(r.ns[h.Name]) {
 			m[capName(h)+": "+k] = v
@@ -344,7 +357,7 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 		sr.setupLog = append(sr.setupLog, lines...)
 	}
 	for _, m := range st.Models {
-		if err := r.nics[m.Host].SetModel(m.Model); err != nil {
+		if err := r.nics[m.Host].SetModel(nic.Model(m.Model)); err != nil {
 			return sr, fmt.Errorf("host %s: %w", m.Host, err)
 		}
 		sr.setupLog = append(sr.setupLog, fmt.Sprintf("[%s] vnic NIC model of %s → %s    (the daemon's own knob: no ethtool switch for this)", m.Host, r.nics[m.Host].Name(), m.Model))

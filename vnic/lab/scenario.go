@@ -126,7 +126,7 @@ type RouterChange struct {
 }
 
 // ModelChange is a step's switch of a host's NIC model (the daemon's own
-// knob: daemon.NIC.SetModel).
+// knob: nic.NIC.SetModel).
 type ModelChange struct {
 	Host  string `yaml:"host"`
 	Model string `yaml:"model"`

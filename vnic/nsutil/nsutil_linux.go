@@ -126,8 +126,34 @@ func Delete(name string) error {
 	return nil
 }
 
-// open returns a handle on the named namespace's file.
+// IsPath reports whether ns names a namespace by the path of its file
+// (/proc/PID/ns/net, /run/netns/NAME, a container runtime's netns path)
+// rather than by its `ip netns` name: it contains a '/'. A namespace
+// given by path is never created or removed by vnic.
+func IsPath(ns string) bool { return strings.Contains(ns, "/") }
+
+// open returns a handle on the namespace's file: a name under RunDir, or
+// a path (IsPath).
 func open(name string) (netns.NsHandle, error) {
+	if IsPath(name) {
+		h, err := netns.GetFromPath(name)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return netns.None(), fmt.Errorf("nsutil: network namespace file %s does not exist: %w", name, os.ErrNotExist)
+			}
+			return netns.None(), fmt.Errorf("nsutil: open network namespace %s: %w", name, err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(h), &st); err != nil || st.Type != unix.NSFS_MAGIC {
+			h.Close()
+			return netns.None(), fmt.Errorf("nsutil: %s is not a namespace file (give /proc/PID/ns/net or /run/netns/NAME)", name)
+		}
+		if !isNetNS(h) {
+			h.Close()
+			return netns.None(), fmt.Errorf("nsutil: %s is a namespace file but not a network namespace (give /proc/PID/ns/net)", name)
+		}
+		return h, nil
+	}
 	if err := validName(name); err != nil {
 		return netns.None(), err
 	}
@@ -144,6 +170,28 @@ func open(name string) (netns.NsHandle, error) {
 		return netns.None(), fmt.Errorf("nsutil: %s is not a network namespace (a leftover? `ip netns del %s`)", Path(name), name)
 	}
 	return h, nil
+}
+
+// isNetNS reports whether the nsfs file h is a network namespace
+// (NS_GET_NSTYPE).
+func isNetNS(h netns.NsHandle) bool {
+	t, err := unix.IoctlRetInt(int(h), unix.NS_GET_NSTYPE)
+	return err == nil && t == unix.CLONE_NEWNET
+}
+
+// Identity returns the device and inode of a namespace's file (a name or
+// a path): two handles on the same namespace have the same identity.
+func Identity(name string) (dev, ino uint64, err error) {
+	h, err := open(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil {
+		return 0, 0, fmt.Errorf("nsutil: stat %s: %w", name, err)
+	}
+	return st.Dev, st.Ino, nil
 }
 
 // onFreshThread runs f on a new goroutine locked to its OS thread and

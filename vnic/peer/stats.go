@@ -11,23 +11,23 @@ import (
 // Stats is a snapshot of the peer's counters. All counters only grow.
 type Stats struct {
 	// In counts the packets Inject accepted and delivered to the stack.
-	In Counter
+	In Counter `json:"in"`
 	// Out counts the packets handed to Output; a super-packet counts once,
 	// with its full length.
-	Out Counter
+	Out Counter `json:"out"`
 	// OutSuper counts the Output packets that were super-packets
 	// (Hdr.GSOType != GSONone).
-	OutSuper uint64
+	OutSuper uint64 `json:"out_super"`
 	// OutBatches counts the calls to Output.
-	OutBatches uint64
+	OutBatches uint64 `json:"out_batches"`
 	// Drops counts packets dropped by the peer's link, by reason.
-	Drops Drops
+	Drops Drops `json:"drops"`
 	// Discarded counts the bytes swallowed by the discard services (TCP
 	// and UDP port 9).
-	Discarded uint64
+	Discarded uint64 `json:"discarded"`
 	// Stack holds gVisor's own counters that explain lost or refused
 	// traffic.
-	Stack StackStats
+	Stack StackStats `json:"stack"`
 }
 
 // Counter is a packet and byte count.
@@ -39,22 +39,50 @@ type Drops = glink.Drops
 
 // StackStats is a selection of gVisor's tcpip.Stats.
 type StackStats struct {
-	IPMalformed        uint64 // IP.MalformedPacketsReceived
-	IPInvalidDst       uint64 // IP.InvalidDestinationAddressesReceived
-	IPOutgoingErrors   uint64 // IP.OutgoingPacketErrors
-	TCPChecksumErrors  uint64 // TCP.ChecksumErrors
-	TCPInvalidSegments uint64 // TCP.InvalidSegmentsReceived
-	TCPRetransmits     uint64 // TCP.Retransmits
-	TCPTimeouts        uint64 // TCP.Timeouts (RTO expiries)
-	TCPResetsSent      uint64 // TCP.ResetsSent
-	TCPFailedConnects  uint64 // TCP.FailedConnectionAttempts
-	TCPListenDrops     uint64 // TCP.ListenOverflowSynDrop + ListenOverflowAckDrop
-	UDPChecksumErrors  uint64 // UDP.ChecksumErrors
-	UDPUnknownPort     uint64 // UDP.UnknownPortErrors
-	UDPRcvBufErrors    uint64 // UDP.ReceiveBufferErrors
-	ICMPEchoReplies    uint64 // ICMP.V4+V6.PacketsSent.EchoReply
-	Dropped            uint64 // DroppedPackets (stack-wide)
+	IPMalformed        uint64 `json:"ip_malformed"`         // IP.MalformedPacketsReceived
+	IPInvalidDst       uint64 `json:"ip_invalid_dst"`       // IP.InvalidDestinationAddressesReceived
+	IPOutgoingErrors   uint64 `json:"ip_outgoing_errors"`   // IP.OutgoingPacketErrors
+	TCPChecksumErrors  uint64 `json:"tcp_checksum_errors"`  // TCP.ChecksumErrors
+	TCPInvalidSegments uint64 `json:"tcp_invalid_segments"` // TCP.InvalidSegmentsReceived
+	TCPRetransmits     uint64 `json:"tcp_retransmits"`      // TCP.Retransmits
+	TCPTimeouts        uint64 `json:"tcp_timeouts"`         // TCP.Timeouts (RTO expiries)
+	TCPResetsSent      uint64 `json:"tcp_resets_sent"`      // TCP.ResetsSent
+	TCPFailedConnects  uint64 `json:"tcp_failed_connects"`  // TCP.FailedConnectionAttempts
+	TCPListenDrops     uint64 `json:"tcp_listen_drops"`     // TCP.ListenOverflowSynDrop + ListenOverflowAckDrop
+	UDPChecksumErrors  uint64 `json:"udp_checksum_errors"`  // UDP.ChecksumErrors
+	UDPUnknownPort     uint64 `json:"udp_unknown_port"`     // UDP.UnknownPortErrors
+	UDPRcvBufErrors    uint64 `json:"udp_rcv_buf_errors"`   // UDP.ReceiveBufferErrors
+	ICMPEchoReplies    uint64 `json:"icmp_echo_replies"`    // ICMP.V4+V6.PacketsSent.EchoReply
+	Dropped            uint64 `json:"dropped"`              // DroppedPackets (stack-wide)
 }
+
+// StackError is one of StackStats' counters, named.
+type StackError struct {
+	Name  string `json:"name"`
+	Value uint64 `json:"value"`
+}
+
+// List returns the non-zero counters that explain lost or refused
+// traffic, by their JSON names (ICMPEchoReplies, not an error, is left
+// out).
+func (s StackStats) List() []StackError {
+	var out []StackError
+	for _, e := range []StackError{{"ip_malformed", s.IPMalformed}, {"ip_invalid_dst", s.IPInvalidDst},
+		{"ip_outgoing_errors", s.IPOutgoingErrors}, {"tcp_checksum_errors", s.TCPChecksumErrors},
+		{"tcp_invalid_segments", s.TCPInvalidSegments}, {"tcp_retransmits", s.TCPRetransmits},
+		{"tcp_timeouts", s.TCPTimeouts}, {"tcp_resets_sent", s.TCPResetsSent},
+		{"tcp_failed_connects", s.TCPFailedConnects}, {"tcp_listen_drops", s.TCPListenDrops},
+		{"udp_checksum_errors", s.UDPChecksumErrors}, {"udp_unknown_port", s.UDPUnknownPort},
+		{"udp_rcv_buf_errors", s.UDPRcvBufErrors}, {"dropped", s.Dropped}} {
+		if e.Value != 0 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// DropList is the peer link's drops by name.
+func (s *Stats) DropList() []glink.Drop { return s.Drops.List() }
 
 func stackStats(s *stack.Stack) StackStats {
 	st := s.Stats()

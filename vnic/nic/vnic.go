@@ -1,0 +1,661 @@
+package nic
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"vnic/coalesce"
+	"vnic/segment"
+	"vnic/vnic/capture"
+	"vnic/vnic/drop"
+	"vnic/vnic/glink"
+	"vnic/vnic/packet"
+	"vnic/vnic/tundev"
+	"vnic/vnic/virtio"
+)
+
+// maxFrame is the largest frame a TUN with IFF_VNET_HDR hands over: the
+// header and a 64 KiB IP packet.
+const maxFrame = virtio.Size + 65535
+
+// rxSlots is the size of a receive batch (one NAPI poll): about three
+// 64 KiB super-packets of 1448-byte segments.
+const rxSlots = 128
+
+// wireBufs is how many wire-size packets the transmit side queues for a
+// far end that is not a vnic NIC before handing them over.
+const wireBufs = 512
+
+// txFramesMin is how many frame buffers an idle NIC holds; a busy one
+// grows to the batch.
+const txFramesMin = 4
+
+// vnicEngine is vnic's NIC: TSO/USO with segment on the way out, GRO with
+// coalesce on the way in, a capture at each point.
+type vnicEngine struct {
+	n     *NIC
+	hwMTU int
+	// the NIC model (SetModel)
+	passthrough atomic.Bool // ModelTSOPassthrough
+	noCsum      atomic.Bool // ModelNoCsum
+
+	// transmit (host → wire), owned by the transmit goroutine
+	txFrames [][]byte
+	txSizes  []int
+	txWire   [][]byte // wire buffers for a far end that is not a vnic NIC (one slab, taken on first use)
+	txWSizes []int
+	txQueue  [][]byte // wire packets queued for the far end
+	txOpt    segment.Options
+	txBig    overflow
+	txMTU    int       // the size of each txWire buffer
+	txPass   []byte    // ModelTSOPassthrough: the super-packet going out whole
+	txOne    [1][]byte // and the batch of one it goes in
+	txHost   tally     // host_tx, added to the stats once per batch
+	txSuper  uint64
+	txOut    tally // wire_out
+	txDrops  drop.Counts
+	// txChecked: every packet in txQueue has a checksum this NIC
+	// computed (segment completed a NEEDS_CSUM frame, standard model),
+	// so a vnic NIC at the far end need not verify it again.
+	txChecked bool
+	// direct is the far NIC's engine on a direct wire (the far end is a
+	// *NIC with vnic's engine), nil otherwise: segments go straight into
+	// its receive batch.
+	direct *vnicEngine
+
+	// receive (wire → host), like a NIC's rx ring and its NAPI poll: the
+	// producer — a gVisor stack's output goroutine, a wire's, or on a
+	// direct wire the far NIC's transmit loop — segments (the far end's
+	// TSO) or copies wire packets into a batch (rx), and each full batch,
+	// and the last one, goes through GRO into the host on the same
+	// goroutine (poll). Batches come from rxBatchFree and go back after
+	// the poll, so an idle NIC holds none. (Handing batches to a second
+	// goroutine to use both cores was measured: 25–40 % more CPU per GB
+	// and slower, the cores being busy with the applications and the
+	// kernel already.)
+	rx       *rxBatch
+	rxWire   tally // wire_in
+	rxBig    overflow
+	rxSegSz  []int
+	rxDrops  drop.Counts // wire_rx
+	farDrops drop.Counts // far_tx
+	hostDrop drop.Counts // host_rx
+
+	rxMu      sync.Mutex // guards gro against Stats
+	gro       *coalesce.Engine
+	groOn     atomic.Bool // the kernel's view: ethtool -k generic-receive-offload
+	groWasOn  bool
+	trustOn   bool // gro's TrustChecksums as last set
+	rxOut     [][]byte
+	rxToWrite []int
+	rxHost    tally
+	rxMerged  uint64
+}
+
+func newVNICEngine(n *NIC) *vnicEngine {
+	o := &n.opt
+	e := &vnicEngine{n: n, hwMTU: o.HWMTU, txMTU: o.MTU}
+	e.txOpt = segment.Options{MaxPacket: o.HWMTU}
+	// Frame buffers are added as reads fill them (growFrames): an idle
+	// NIC holds txFramesMin of them, a busy one up to the batch.
+	e.txFrames = make([][]byte, 0, o.Batch)
+	e.growFrames(txFramesMin)
+	e.txSizes = make([]int, o.Batch)
+	e.txWire = make([][]byte, wireBufs)
+	e.txWSizes = make([]int, wireBufs)
+	e.txQueue = make([][]byte, 0, wireBufs)
+	e.txChecked = true
+
+	e.gro = coalesce.New(coalesce.Options{UDP: true})
+	e.groOn.Store(true)
+	e.groWasOn = true
+	e.rxOut = make([][]byte, rxSlots)
+	e.rxToWrite = make([]int, 0, rxSlots)
+	e.rxSegSz = make([]int, rxSlots)
+	return e
+}
+
+// growFrames adds frame buffers up to n (at most the batch).
+func (e *vnicEngine) growFrames(n int) {
+	for len(e.txFrames) < min(n, cap(e.txFrames)) {
+		e.txFrames = append(e.txFrames, make([]byte, maxFrame))
+	}
+}
+
+// wireBuffers allocates txWire's buffers on first use.
+func (e *vnicEngine) wireBuffers() {
+	if e.txWire[0] != nil {
+		return
+	}
+	slab := make([]byte, wireBufs*e.txMTU)
+	for i := range e.txWire {
+		e.txWire[i] = slab[i*e.txMTU : (i+1)*e.txMTU : (i+1)*e.txMTU]
+	}
+}
+
+func (e *vnicEngine) setModel(m Model) {
+	e.passthrough.Store(m == ModelTSOPassthrough)
+	e.noCsum.Store(m == ModelNoCsum)
+}
+
+func (e *vnicEngine) setGRO(on bool) { e.groOn.Store(on) }
+
+func (e *vnicEngine) fill(s *Stats) {
+	s.GRO = e.groOn.Load()
+	e.rxMu.Lock()
+	c := e.gro.Stats()
+	e.rxMu.Unlock()
+	s.Coalesce = map[string]uint64{}
+	c.Each(func(name string, v uint64) {
+		if v != 0 {
+			s.Coalesce[name] = v
+		}
+	})
+	if d, ok := e.n.dev.(*tundev.Device); ok {
+		s.addDrops(HostRX, d.Stats().Dropped)
+	}
+}
+
+// txLoop moves frames from the host to the wire until the device fails.
+func (e *vnicEngine) txLoop() error {
+	if far, ok := e.n.far.(*NIC); ok {
+		e.direct, _ = far.eng.(*vnicEngine)
+	}
+	st := &e.n.st
+	for {
+		n, err := e.n.dev.Read(e.txFrames, e.txSizes, 0)
+		if err != nil {
+			return err
+		}
+		if n == len(e.txFrames) {
+			// The kernel had more queued than there were buffers.
+			e.growFrames(2 * n)
+		}
+		now := time.Now()
+		for i := 0; i < n; i++ {
+			e.transmit(e.txFrames[i][:e.txSizes[i]], now)
+		}
+		e.flushWire()
+		if d := e.direct; d != nil {
+			d.handoff(now)
+			d.flushRX()
+		}
+		e.txHost.flushTo(&st.hostTX)
+		e.txOut.flushTo(&st.wireOut)
+		if e.txSuper != 0 {
+			st.hostTXSuper.Add(e.txSuper)
+			e.txSuper = 0
+		}
+		st.drops[HostTX].Flush(&e.txDrops)
+	}
+}
+
+// transmit puts one frame from the host on the wire: segmented (TSO/USO),
+// checksums completed, as the NIC model says.
+func (e *vnicEngine) transmit(frame []byte, now time.Time) {
+	var h virtio.Hdr
+	if err := h.Decode(frame); err != nil {
+		e.txDrops.Add(drop.ShortFrame)
+		return
+	}
+	pkt := frame[virtio.Size:]
+	e.txHost.add(len(pkt))
+	if h.GSOType != virtio.GSONone {
+		e.txSuper++
+	}
+	id := e.n.opt.Capture.HostTX(now, h, pkt)
+	if e.passthrough.Load() && h.GSOType != virtio.GSONone {
+		e.transmitWhole(h, pkt, id, now)
+		return
+	}
+	if h.GSOType == virtio.GSONone && len(pkt) > e.hwMTU {
+		h = cutTCP(h, pkt, e.hwMTU)
+	}
+	// checked: the checksum of every packet cut from this frame is one
+	// this NIC computes (or leaves partial for the far NIC to complete).
+	checked := h.Flags&virtio.FlagNeedsCsum != 0 && !e.noCsum.Load()
+	opt := e.txOpt
+	var partial uint16
+	d := e.direct
+	if d != nil && checked && e.n.opt.Capture == nil && d.n.opt.Capture == nil &&
+		(h.CsumOffset == packet.TCPCsumOffset || h.CsumOffset == packet.UDPCsumOffset) {
+		// Nobody looks at these wire packets' checksums unless a capture
+		// records them or GRO hands one on alone: leave them partial and
+		// complete only those (poll). The checksum is a function of the
+		// bytes; what the host sees is the same.
+		opt.PartialChecksum = true
+		partial = h.CsumStart
+		if h.CsumOffset == packet.UDPCsumOffset {
+			partial |= partialUDP
+		}
+	}
+	plan, err := segment.NewPlan(h, pkt, opt)
+	if err != nil {
+		e.txDrops.Add(segment.Reason(err))
+		return
+	}
+	if d != nil {
+		d.take(&plan, sender{e, h, id}, partial, checked, now)
+		return
+	}
+	k := plan.Segments()
+	if k > wireBufs-len(e.txQueue) {
+		e.flushWire()
+	}
+	if k > wireBufs || plan.MaxSize() > e.txMTU {
+		// More segments than the wire buffers hold (a small MSS), or a
+		// packet larger than the MTU (the MTU was raised under the NIC):
+		// cut into overflow buffers and hand over at once (the queue is
+		// empty here).
+		bufs, sizes := e.txBig.carve(k, plan.MaxSize(), 0)
+		c, err := plan.Cut(bufs, sizes, 0)
+		if err != nil {
+			e.txDrops.Add(segment.Reason(err))
+			return
+		}
+		for i := range c {
+			bufs[i] = bufs[i][:sizes[i]]
+			e.sent(h, bufs[i], id, i, c, now)
+		}
+		e.injectBufs(bufs[:c], checked)
+		return
+	}
+	e.wireBuffers()
+	w := len(e.txQueue)
+	c, err := plan.Cut(e.txWire[w:], e.txWSizes[w:], 0)
+	if err != nil {
+		e.txDrops.Add(segment.Reason(err))
+		return
+	}
+	for i := range c {
+		wp := e.txWire[w+i][:e.txWSizes[w+i]]
+		e.sent(h, wp, id, i, c, now)
+		e.txQueue = append(e.txQueue, wp)
+	}
+	e.txChecked = e.txChecked && checked
+}
+
+// transmitWhole is ModelTSOPassthrough for a super-packet: between VMs
+// nothing segments, so it goes on the wire whole, checksum completed.
+func (e *vnicEngine) transmitWhole(h virtio.Hdr, pkt []byte, id uint64, now time.Time) {
+	e.flushWire()
+	if cap(e.txPass) < len(pkt) {
+		e.txPass = make([]byte, maxFrame)
+	}
+	wp := e.txPass[:len(pkt)]
+	copy(wp, pkt)
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		segment.CompleteChecksum(wp, int(h.CsumStart), int(h.CsumOffset))
+	}
+	e.txOut.add(len(wp))
+	e.n.opt.Capture.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: 0, Count: 1})
+	e.txOne[0] = wp
+	e.injectBufs(e.txOne[:], !e.noCsum.Load())
+	e.txOne[0] = nil
+}
+
+// sender is the transmitting side of a frame being cut: what it does to
+// each wire packet (sent) when the packet is cut into a buffer of the
+// receiving NIC's.
+type sender struct {
+	e  *vnicEngine // nil: a gVisor stack's packet (the far end's TSO)
+	h  virtio.Hdr
+	id uint64 // the frame's host-tx capture number
+}
+
+// sent is what the NIC does with wire packet i of c cut from the frame
+// h: the no-csum model's damage, the wire counter, the wire capture.
+func (e *vnicEngine) sent(h virtio.Hdr, wp []byte, id uint64, i, c int, now time.Time) {
+	e.leavePartial(h, wp)
+	e.txOut.add(len(wp))
+	e.n.opt.Capture.Wire(now, capture.Out, wp, capture.Origin{Kind: capture.FromHostTX, Super: id, Index: i, Count: c})
+}
+
+// flushWire hands the queued wire packets to the far end.
+func (e *vnicEngine) flushWire() {
+	if len(e.txQueue) > 0 {
+		e.injectBufs(e.txQueue, e.txChecked)
+		clear(e.txQueue)
+		e.txQueue = e.txQueue[:0]
+	}
+	e.txChecked = true
+}
+
+func (e *vnicEngine) injectBufs(pkts [][]byte, checked bool) {
+	if far, ok := e.n.far.(*NIC); ok && checked {
+		far.injectChecked(pkts)
+		return
+	}
+	e.n.far.Inject(pkts)
+}
+
+// rxBatch is one receive batch: wire packets at bufs[i][virtio.Size:],
+// each buffer with room for a 64 KiB merge.
+type rxBatch struct {
+	bufs [][]byte
+	n    int
+	// partial[i], when not zero, says packet i's TCP/UDP checksum was
+	// left partial by segment (Options.PartialChecksum): the L4 header's
+	// offset, plus partialUDP for UDP. GRO merges such packets as any
+	// other (its output is CHECKSUM_PARTIAL anyway); one it hands on
+	// alone gets its checksum completed first.
+	partial []uint16
+	now     time.Time
+	// checked: every packet's checksum was computed by a vnic segmenter
+	// on its way here, so GRO need not verify it again.
+	checked bool
+}
+
+// partialUDP marks a UDP packet in rxBatch.partial.
+const partialUDP = 1 << 15
+
+// rxBatchFree holds idle receive batches (8 MiB each) for every NIC of
+// the process: a bounded free list rather than a sync.Pool, which drops
+// its batches at every garbage collection and so made the process
+// allocate 8 MiB again and again under load. A NIC takes a batch for a
+// burst and gives it back after the poll, so idle NICs hold none; beyond
+// rxBatchFreeMax idle batches the garbage collector gets them.
+var rxBatchFree = make(chan *rxBatch, rxBatchFreeMax)
+
+// rxBatchFreeMax: one NIC polls one batch at a time, a direct wire two.
+const rxBatchFreeMax = 4
+
+func getBatch() *rxBatch {
+	select {
+	case b := <-rxBatchFree:
+		return b
+	default:
+	}
+	slab := make([]byte, rxSlots*maxFrame)
+	b := &rxBatch{bufs: make([][]byte, rxSlots), partial: make([]uint16, rxSlots)}
+	for i := range b.bufs {
+		b.bufs[i] = slab[i*maxFrame : (i+1)*maxFrame : (i+1)*maxFrame]
+	}
+	return b
+}
+
+func putBatch(b *rxBatch) {
+	select {
+	case rxBatchFree <- b:
+	default:
+	}
+}
+
+// batch returns the producer's current receive batch, taking one from the
+// free list if there is none; checked false marks it as needing checksum
+// verification.
+func (e *vnicEngine) batch(checked bool) *rxBatch {
+	if e.rx == nil {
+		e.rx = getBatch()
+		e.rx.checked = true
+	}
+	e.rx.checked = e.rx.checked && checked
+	return e.rx
+}
+
+// take receives the wire packets of a planned frame: cut straight into
+// the receive batch when they fit (ending the batch first if they do not
+// fit in what is left of it), else through overflow buffers. from is the
+// NIC that transmits them (a direct wire) or has e nil (a gVisor stack's
+// packet: the far end's TSO).
+func (e *vnicEngine) take(plan *segment.Plan, from sender, partial uint16, checked bool, now time.Time) {
+	k := plan.Segments()
+	b := e.batch(checked)
+	if k > rxSlots-b.n && b.n > 0 {
+		e.handoff(now)
+		b = e.batch(checked)
+	}
+	if k > rxSlots {
+		// More segments than a batch holds (a small MSS).
+		big := &e.rxBig
+		if from.e != nil {
+			big = &from.e.txBig
+		}
+		bufs, sizes := big.carve(k, plan.MaxSize(), 0)
+		c, err := plan.Cut(bufs, sizes, 0)
+		if err != nil {
+			e.dropCut(from, err)
+			return
+		}
+		for i := range c {
+			bufs[i] = bufs[i][:sizes[i]]
+			if from.e != nil {
+				from.e.sent(from.h, bufs[i], from.id, i, c, now)
+			}
+		}
+		e.copyIn(bufs[:c], partial, checked, now)
+		return
+	}
+	sizes := e.rxSegSz[:rxSlots-b.n]
+	c, err := plan.Cut(b.bufs[b.n:], sizes, virtio.Size)
+	if err != nil {
+		e.dropCut(from, err)
+		return
+	}
+	for i := range c {
+		wp := b.bufs[b.n+i][virtio.Size : virtio.Size+sizes[i]]
+		if from.e != nil {
+			from.e.sent(from.h, wp, from.id, i, c, now)
+		}
+	}
+	e.admit(b, now, c, sizes, partial)
+}
+
+func (e *vnicEngine) dropCut(from sender, err error) {
+	if from.e != nil {
+		from.e.txDrops.Add(segment.Reason(err))
+	} else {
+		e.farDrops.Add(segment.Reason(err))
+	}
+}
+
+// admit receives the c wire packets just cut after the batch's last
+// (packet i at b.bufs[b.n+i][virtio.Size:], sizes[i] bytes): each is
+// counted and recorded on the wire, and those the NIC can take join the
+// batch with their partial-checksum mark.
+func (e *vnicEngine) admit(b *rxBatch, now time.Time, c int, sizes []int, partial uint16) {
+	k := b.n
+	for i := 0; i < c; i++ {
+		buf := b.bufs[b.n+i][:virtio.Size+sizes[i]]
+		if !e.admitRX(now, buf[virtio.Size:]) {
+			continue
+		}
+		// Swap, not copy: every slot must keep its own buffer.
+		if idx := b.n + i; idx != k {
+			b.bufs[idx] = b.bufs[k]
+		}
+		b.bufs[k] = buf
+		b.partial[k] = partial
+		k++
+	}
+	b.n = k
+}
+
+// copyIn copies wire packets into receive batches.
+func (e *vnicEngine) copyIn(pkts [][]byte, partial uint16, checked bool, now time.Time) {
+	for _, wp := range pkts {
+		if !e.admitRX(now, wp) {
+			continue
+		}
+		b := e.batch(checked)
+		if b.n == rxSlots {
+			e.handoff(now)
+			b = e.batch(checked)
+		}
+		buf := b.bufs[b.n][:virtio.Size+len(wp)]
+		copy(buf[virtio.Size:], wp)
+		b.bufs[b.n] = buf
+		b.partial[b.n] = partial
+		b.n++
+	}
+}
+
+// admitRX counts and records a wire packet arriving and reports whether
+// the NIC can receive it.
+func (e *vnicEngine) admitRX(now time.Time, wp []byte) bool {
+	e.rxWire.add(len(wp))
+	e.n.opt.Capture.Wire(now, capture.In, wp, capture.Origin{})
+	if len(wp) > e.hwMTU {
+		e.rxDrops.Add(drop.RXExceedsHWMTU)
+		return false
+	}
+	return true
+}
+
+// receive takes wire packets from a far end that is not a gVisor stack:
+// copied into batches, GRO, the host.
+func (e *vnicEngine) receive(pkts [][]byte, checked bool) {
+	now := time.Now()
+	e.copyIn(pkts, 0, checked, now)
+	e.handoff(now)
+	e.flushRX()
+}
+
+// output takes a gVisor stack's packets: this NIC's far end segments them
+// (the far end's TSO) into receive batches, then GRO, the host.
+func (e *vnicEngine) output(pkts []glink.Packet, checked bool) {
+	now := time.Now()
+	for i := range pkts {
+		p := &pkts[i]
+		plan, err := segment.NewPlan(p.Hdr, p.Data, segment.Options{})
+		if err != nil {
+			e.farDrops.Add(segment.Reason(err))
+			continue
+		}
+		e.take(&plan, sender{}, 0, checked, now)
+	}
+	e.handoff(now)
+	e.flushRX()
+}
+
+// flushRX adds the receive side's tallies to the stats.
+func (e *vnicEngine) flushRX() {
+	st := &e.n.st
+	e.rxWire.flushTo(&st.wireIn)
+	e.rxHost.flushTo(&st.hostRX)
+	if e.rxMerged != 0 {
+		st.hostRXMerged.Add(e.rxMerged)
+		e.rxMerged = 0
+	}
+	st.drops[WireRX].Flush(&e.rxDrops)
+	st.drops[FarTX].Flush(&e.farDrops)
+	st.drops[HostRX].Flush(&e.hostDrop)
+}
+
+// handoff ends the producer's batch: GRO over it and into the host.
+func (e *vnicEngine) handoff(now time.Time) {
+	b := e.rx
+	if b == nil || b.n == 0 {
+		return
+	}
+	e.rx = nil
+	b.now = now
+	e.poll(b)
+}
+
+// poll runs GRO over one batch and writes the result into the host, then
+// returns the batch to the free list.
+func (e *vnicEngine) poll(b *rxBatch) {
+	defer func() {
+		for i := range b.n {
+			b.bufs[i] = b.bufs[i][:cap(b.bufs[i])]
+			b.partial[i] = 0
+		}
+		b.n = 0
+		putBatch(b)
+	}()
+	e.rxMu.Lock()
+	if on := e.groOn.Load(); on != e.groWasOn {
+		e.gro.SetDisabled(!on)
+		e.groWasOn = on
+	}
+	if b.checked != e.trustOn {
+		e.gro.SetTrustChecksums(b.checked)
+		e.trustOn = b.checked
+	}
+	toWrite, err := e.gro.Coalesce(b.bufs[:b.n], virtio.Size, e.rxToWrite[:0])
+	e.rxMu.Unlock()
+	if err != nil {
+		// Only a layout mistake of ours; count, never crash.
+		for range b.n {
+			e.hostDrop.Add(drop.Internal)
+		}
+		return
+	}
+	e.rxToWrite = toWrite
+	if cap(e.rxOut) < len(toWrite) {
+		e.rxOut = make([][]byte, len(toWrite))
+	}
+	capt := e.n.opt.Capture
+	for k, i := range toWrite {
+		f := b.bufs[i]
+		var h virtio.Hdr
+		_ = h.Decode(f)
+		pkt := f[virtio.Size:]
+		if h.GSOType == virtio.GSONone && b.partial[i] != 0 {
+			completePartial(pkt, b.partial[i])
+		}
+		e.rxHost.add(len(pkt))
+		merged := 1
+		if h.GSOType != virtio.GSONone {
+			e.rxMerged++
+			if h.GSOSize > 0 {
+				merged = (len(pkt) - int(h.HdrLen) + int(h.GSOSize) - 1) / int(h.GSOSize)
+			}
+		}
+		capt.HostRX(b.now, h, pkt, 0, merged)
+		e.rxOut[k] = f
+	}
+	written, err := e.n.dev.Write(e.rxOut[:len(toWrite)], 0)
+	if lost := len(toWrite) - written; lost > 0 {
+		// A refusal by the kernel is counted by the TUN device itself
+		// (its Stats, added in fill); count only what it does not.
+		var de *tundev.DropError
+		if errors.As(err, &de) {
+			lost -= de.Total()
+		}
+		for range lost {
+			e.hostDrop.Add(drop.TUNDown)
+		}
+	}
+	clear(e.rxOut[:len(toWrite)])
+}
+
+// completePartial completes the checksum segment left partial in pkt (p
+// is its rxBatch.partial entry).
+func completePartial(pkt []byte, p uint16) {
+	co := packet.TCPCsumOffset
+	if p&partialUDP != 0 {
+		co = packet.UDPCsumOffset
+	}
+	segment.CompletePartial(pkt, int(p&^partialUDP), co)
+}
+
+// overflow holds wire buffers for a frame with more segments than the
+// fixed buffers hold. A small MSS does that: with TCP_MAXSEG 88 a 64 KiB
+// super-packet is 860 segments, and the kernel's own GSO sends them all.
+// The buffers are carved on demand from one slab and kept for the next
+// such frame.
+type overflow struct {
+	slab  []byte
+	bufs  [][]byte
+	sizes []int
+}
+
+// carve returns count buffers of offset+size bytes each.
+func (o *overflow) carve(count, size, offset int) ([][]byte, []int) {
+	size += offset
+	if len(o.slab) < count*size {
+		o.slab = make([]byte, count*size)
+	}
+	if len(o.bufs) < count {
+		o.bufs = make([][]byte, count)
+		o.sizes = make([]int, count)
+	}
+	for i := range count {
+		o.bufs[i] = o.slab[i*size : (i+1)*size : (i+1)*size]
+	}
+	return o.bufs[:count], o.sizes[:count]
+}
