@@ -100,7 +100,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if far != "" {
 		fo := opt
 		fo.Netns, fo.Addrs, fo.Capture = far, cfg.farPrefixes(), d.pcap.NIC(names[1])
-		fo.Logger = cfg.Logger.With("dev", cfg.Name, "end", "far")
+		fo.Logger = cfg.Logger.With("end", "far")
 		if d.far, err = nic.Open(ctx, fo); err != nil {
 			return nil, withNetns(err, far)
 		}
