@@ -224,13 +224,17 @@ func groRouter() Scenario {
 			"checks the merged length against the client-side MTU, refuses, and sends ICMP \"fragmentation " +
 			"needed, mtu 1500\" to the server, which cannot act on it (1500 is the MTU it already uses): " +
 			"the transfer stalls. `ethtool -K eth1 gro off` on the router fixes it.",
-		Hosts: routed("web", "client", NIC{MTU: 1500}, NIC{MTU: 1500}),
-		Links: []Link{}, // the router is the link
+		Hosts: linuxRouted(routed("web", "client", NIC{MTU: 1500}, NIC{MTU: 1500})),
+		// The Linux router's cables; the gVisor router is the other link.
+		Links: []Link{
+			{Kind: LinkWire, A: "web.eth1", B: "linux.eth0"},
+			{Kind: LinkWire, A: "linux.eth1", B: "client.eth1"},
+		},
 		Routers: []Router{{
 			Name: "router",
 			Ifaces: []RouterIface{
-				{Name: "eth1", Host: "web", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, GRO: GROBuggy2014},
-				{Name: "eth0", Host: "client", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
+				{Name: "eth1", Host: "web.eth0", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, GRO: GROBuggy2014},
+				{Name: "eth0", Host: "client.eth0", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
 			},
 		}},
 		Steps: []Step{
@@ -240,7 +244,7 @@ func groRouter() Scenario {
 					"eth1, the server side; MTU 1500 everywhere); given up after 3 s.",
 				Traffic: stalled("web", "client", false),
 				Expect: []Expectation{
-					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
+					{Kind: ExpectICMPFragNeeded, Host: "web.eth0", Size: 1500},
 					{Kind: ExpectStalls},
 					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
 				},
@@ -258,7 +262,7 @@ func groRouter() Scenario {
 					"up after 3 s.",
 				Traffic: stalled("web", "client", true),
 				Expect: []Expectation{
-					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
+					{Kind: ExpectICMPFragNeeded, Host: "web.eth0", Size: 1500},
 					{Kind: ExpectStalls},
 					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
 				},
@@ -274,14 +278,53 @@ func groRouter() Scenario {
 				Traffic:     Traffic{Kind: TrafficSend, From: "web", To: "client", Bytes: 4 << 20, Timeout: 5 * time.Second},
 				Expect: []Expectation{
 					{Kind: ExpectBytesArrive},
-					{Kind: ExpectWireMax, Host: "web", Size: 1500},
+					{Kind: ExpectWireMax, Host: "web.eth0", Size: 1500},
 				},
 				Explanation: "Without GRO each 1500-byte packet meets the MTU check on its own and passes: the " +
 					"response arrives whole. (The web server's TSO/GSO never mattered: its wire always " +
 					"carried 1500-byte packets.)",
 			},
+			{
+				Name: "A Linux router with GRO on (today's kernel)",
+				Description: "The same 4 MiB response through a real Linux router: the host `linux`, two vnic " +
+					"NICs (eth0 towards web, eth1 towards client, GRO on both) and net.ipv4.ip_forward=1; " +
+					"web reaches client's 198.18.12.2 through it.",
+				Traffic: Traffic{Kind: TrafficSend, From: "web", To: "198.18.12.2", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectBytesArrive},
+					{Kind: ExpectHostRXAboveMTU, Host: "linux.eth0"},
+					{Kind: ExpectWireMax, Host: "linux.eth1", Size: 1500},
+					{Kind: ExpectWireMax, Host: "web.eth1", Size: 1500},
+				},
+				Explanation: "tcpdump on the router's eth0 (its host-rx) shows what story 3's admins saw: TCP " +
+					"packets far above the 1500-byte MTU, merged by GRO. Today's kernel forwards them as " +
+					"what they are, GSO packets: ip_forward checks each future segment against eth1's MTU " +
+					"(skb_gso_validate_network_len), not the merged length, and eth1's NIC cuts them back " +
+					"into 1500-byte packets on its wire (its TSO). GRO on, MTU 1500, and the response " +
+					"arrives whole: the fix the 2014 kernel lacked, in the kernel running this lab.",
+			},
 		},
 	}
+}
+
+// linuxRouted gives the two hosts of routed a second NIC (eth1) each, on
+// two more subnets joined by a Linux router host, linux: web.eth1
+// 198.18.11.2 ↔ linux.eth0 | linux.eth1 ↔ client.eth1 198.18.12.2.
+func linuxRouted(hosts []Host) []Host {
+	a, b := &hosts[0], &hosts[1]
+	a.NICs = []NIC{a.NIC, {Name: "eth1", MTU: 1500, Addrs: []string{"198.18.11.2/24", "fd00:11::2/64"}}}
+	b.NICs = []NIC{b.NIC, {Name: "eth1", MTU: 1500, Addrs: []string{"198.18.12.2/24", "fd00:12::2/64"}}}
+	a.NIC, b.NIC = NIC{}, NIC{}
+	a.Routes = append(a.Routes, "198.18.12.0/24 via 198.18.11.1", "fd00:12::/64 via fd00:11::1")
+	b.Routes = append(b.Routes, "198.18.11.0/24 via 198.18.12.1", "fd00:11::/64 via fd00:12::1")
+	return append(hosts, Host{
+		Name: "linux",
+		NICs: []NIC{
+			{Name: "eth0", MTU: 1500, Addrs: []string{"198.18.11.1/24", "fd00:11::1/64"}},
+			{Name: "eth1", MTU: 1500, Addrs: []string{"198.18.12.1/24", "fd00:12::1/64"}},
+		},
+		Forwarding: true,
+	})
 }
 
 // jumboFirewall is SCENARIOS.md story 4: TSO super-packets through a

@@ -234,6 +234,21 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("%s puts packets above %d bytes on the wire", n.ifname, limit), Pass: above > 0,
 			Detail: fmt.Sprintf("%d wire packets out, largest %d, %d above %d", count, largest, above, limit)}
+	case ExpectHostRXAboveMTU:
+		limit := e.Size
+		if limit == 0 {
+			limit = n.mtu
+		}
+		rx := tcpData(pkts, n.ifname, capture.HostRX, capture.DirUnknown)
+		largest, above := 0, 0
+		for _, p := range rx {
+			largest = max(largest, p.IPLen)
+			if p.IPLen > limit {
+				above++
+			}
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s host-rx (tcpdump on %s) shows TCP packets above %d bytes: GRO merged them", n.ifname, n.ifname, limit),
+			Pass: above > 0, Detail: fmt.Sprintf("%d host-rx data packets, largest %d, %d above %d", len(rx), largest, above, limit)}
 	case ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad:
 		point, dir := capture.Wire, capture.Out
 		if e.Kind == ExpectHostTXChecksumsPartial {

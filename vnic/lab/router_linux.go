@@ -47,10 +47,10 @@ func groMode(s string) router.GROMode {
 func (r *runner) newLabRouter(cfg Router) (*labRouter, error) {
 	lr := &labRouter{cfg: cfg, fw: cfg.Firewall, acc: map[string]uint64{}, log: r.log.Info}
 	for i, f := range cfg.Ifaces {
-		lr.nics = append(lr.nics, r.nics[f.Host])
+		lr.nics = append(lr.nics, r.nicOf(f.Host))
 		lr.gro = append(lr.gro, groMode(f.GRO))
 		idx := i
-		r.nics[f.Host].Connect(nic.InjectFunc(func(pkts [][]byte) {
+		r.nicOf(f.Host).Connect(nic.InjectFunc(func(pkts [][]byte) {
 			if rt := lr.cur.Load(); rt != nil {
 				rt.Inject(idx, pkts)
 			}
@@ -245,7 +245,11 @@ func kernelCounters(ns string) map[string]uint64 {
 func (r *runner) setupRouters(ctx context.Context) error {
 	for _, h := range r.s.Hosts {
 		for _, p := range h.Routes {
-			if _, err := r.shell(ctx, h.Name, fmt.Sprintf("ip route add %s dev %s", p, r.nics[h.Name].Name())); err != nil {
+			args := p
+			if !strings.Contains(strings.TrimSpace(p), " ") {
+				args = fmt.Sprintf("%s dev %s", p, h.Nics()[0].Name)
+			}
+			if _, err := r.shell(ctx, h.Name, "ip route add "+args); err != nil {
 				return fmt.Errorf("lab: host %s: %w", h.Name, err)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -39,9 +40,9 @@ type runner struct {
 	log     *slog.Logger
 	suffix  string
 	ns      map[string]string // host → namespace
-	nics    map[string]*nic.NIC
-	info    map[string]nicInfo
-	addrs   map[string][]netip.Prefix // host or peer → addresses
+	nics    map[string]*nic.NIC // "host.nic" → NIC
+	info    map[string]nicInfo  // "host.nic", a router's name → what expectations need
+	addrs   map[string][]netip.Prefix // host, "host.nic" or peer → addresses
 	discard map[string]*discardService
 	wires   map[string]*wire.Wire // "a→b"
 	routers map[string]*labRouter
@@ -53,6 +54,9 @@ type runner struct {
 
 type stepRun struct {
 	start, end time.Time
+	// sendNIC and recvNIC are the NICs the traffic leaves and arrives by
+	// ("host.nic"; recvNIC "" when it is not a lab host's).
+	sendNIC, recvNIC string
 	res        stepResult
 	drops      map[string]uint64
 	setupLog   []string
@@ -142,7 +146,9 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 
 	var ifnames []string
 	for _, h := range s.Hosts {
-		ifnames = append(ifnames, capName(h))
+		for _, n := range h.Nics() {
+			ifnames = append(ifnames, nicID(h.Name, n.Name))
+		}
 	}
 	var err error
 	r.pcap, err = capture.Create(pcapPath, capture.Options{Ifnames: ifnames, Block: true, Logger: r.log,
@@ -157,37 +163,46 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	})
 
 	for _, h := range s.Hosts {
-		var addrs []netip.Prefix
-		for _, a := range h.NIC.Addrs {
-			addrs = append(addrs, netip.MustParsePrefix(a)) // Validate checked them
-		}
-		r.addrs[h.Name] = addrs
-		name := h.NIC.Name
-		if name == "" {
-			name = "eth0"
-		}
-		n, err := nic.Open(ctx, nic.Options{Name: name, Netns: r.ns[h.Name], Addrs: addrs, MTU: h.NIC.MTU,
-			HWMTU: h.NIC.HWMTU, Model: nic.Model(h.NIC.Model), Capture: r.pcap.NIC(capName(h)), Logger: r.log.With("host", h.Name)})
-		if err != nil {
-			return fmt.Errorf("lab: host %s: %w", h.Name, err)
-		}
-		r.nics[h.Name] = n
-		cfg := n.Options()
-		r.info[h.Name] = nicInfo{ifname: capName(h), mtu: cfg.MTU, hwMTU: cfg.HWMTU}
-		r.onClose(func() {
-			_ = n.Close()
-			select {
-			case <-n.Done():
-			case <-time.After(2 * time.Second):
+		for _, nc := range h.Nics() {
+			id := nicID(h.Name, nc.Name)
+			var addrs []netip.Prefix
+			for _, a := range nc.Addrs {
+				addrs = append(addrs, netip.MustParsePrefix(a)) // Validate checked them
 			}
-		})
+			r.addrs[id] = addrs
+			r.addrs[h.Name] = append(r.addrs[h.Name], addrs...)
+			n, err := nic.Open(ctx, nic.Options{Name: nc.Name, Netns: r.ns[h.Name], Addrs: addrs, MTU: nc.MTU,
+				HWMTU: nc.HWMTU, Model: nic.Model(nc.Model), Capture: r.pcap.NIC(id), Logger: r.log.With("host", h.Name)})
+			if err != nil {
+				return fmt.Errorf("lab: host %s: %w", h.Name, err)
+			}
+			r.nics[id] = n
+			o := n.Options()
+			r.info[id] = nicInfo{ifname: id, mtu: o.MTU, hwMTU: o.HWMTU}
+			r.onClose(func() {
+				_ = n.Close()
+				select {
+				case <-n.Done():
+				case <-time.After(2 * time.Second):
+				}
+			})
+		}
+		if h.Forwarding {
+			// A Linux router: the kernel forwards between the host's
+			// NICs, each with its own GRO.
+			for _, kv := range [][2]string{{"net.ipv4.ip_forward", "1"}, {"net.ipv6.conf.all.forwarding", "1"}} {
+				if err := nsutil.Sysctl(r.ns[h.Name], kv[0], kv[1]); err != nil {
+					return fmt.Errorf("lab: host %s: %w", h.Name, err)
+				}
+			}
+		}
 	}
 
 	for _, l := range s.Links {
-		a := r.nics[l.A]
+		a := r.nicOf(l.A)
 		switch l.Kind {
 		case LinkWire:
-			b := r.nics[l.B]
+			b := r.nicOf(l.B)
 			ab, err := r.newWire(l, b)
 			if err != nil {
 				return err
@@ -219,8 +234,8 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			r.onClose(d.close)
 		}
 	}
-	for _, h := range s.Hosts {
-		r.nics[h.Name].Start()
+	for _, n := range r.nics {
+		n.Start()
 	}
 	return ctx.Err()
 }
@@ -259,7 +274,7 @@ func (r *runner) newPeer(l Link, a *nic.NIC) error {
 		addrs = append(addrs, p)
 	}
 	if len(addrs) == 0 {
-		for _, p := range r.addrs[l.A] {
+		for _, p := range r.addrs[r.nicKey(l.A)] {
 			addrs = append(addrs, netip.PrefixFrom(p.Addr().Next(), p.Bits()))
 		}
 	}
@@ -274,13 +289,67 @@ func (r *runner) newPeer(l Link, a *nic.NIC) error {
 	return nil
 }
 
-// capName is the NIC's name in the capture: host.ifname.
-func capName(h Host) string {
-	n := h.NIC.Name
-	if n == "" {
-		n = "eth0"
+// nicID is a NIC's name in the lab and its capture: host.ifname.
+func nicID(host, ifname string) string { return host + "." + ifname }
+
+// nicKey resolves a reference to a NIC ("host.nic", or "host" for a host
+// with one NIC; Validate checked it) to its nicID.
+func (r *runner) nicKey(ref string) string {
+	h, n, err := r.s.nicRef(ref)
+	if err != nil {
+		return ref
 	}
-	return h.Name + "." + n
+	return nicID(h.Name, n.Name)
+}
+
+// nicOf returns the NIC a reference names.
+func (r *runner) nicOf(ref string) *nic.NIC { return r.nics[r.nicKey(ref)] }
+
+// hostNICs returns the nicIDs of host's NICs, in order.
+func (r *runner) hostNICs(host string) []string {
+	h := r.s.host(host)
+	if h == nil {
+		return nil
+	}
+	var ids []string
+	for _, n := range h.Nics() {
+		ids = append(ids, nicID(host, n.Name))
+	}
+	return ids
+}
+
+// routeNIC is the NIC of host the kernel sends to dst by (`ip route get
+// DST`), or the host's first NIC.
+func (r *runner) routeNIC(ctx context.Context, host string, dst netip.Addr) string {
+	ids := r.hostNICs(host)
+	if len(ids) == 0 {
+		return ""
+	}
+	if len(ids) > 1 && dst.IsValid() {
+		out, err := r.shell(ctx, host, "ip -o route get "+dst.String())
+		if f := strings.Fields(out); err == nil {
+			for i := 0; i+1 < len(f); i++ {
+				if f[i] == "dev" {
+					if id := nicID(host, f[i+1]); slices.Contains(ids, id) {
+						return id
+					}
+				}
+			}
+		}
+	}
+	return ids[0]
+}
+
+// ownerNIC is the lab NIC whose addresses include a ("" for none).
+func (r *runner) ownerNIC(a netip.Addr) string {
+	for id := range r.nics {
+		for _, p := range r.addrs[id] {
+			if p.Addr() == a {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 // target returns To's address: a literal, or the host's (or peer's)
@@ -304,11 +373,14 @@ func (r *runner) target(t Traffic) (netip.Addr, error) {
 func (r *runner) drops() map[string]uint64 {
 	m := map[string]uint64{}
 	for _, h := range r.s.Hosts {
-		for _, d := range r.nics[h.Name].Stats().Drops {
-			m[capName(h)+": "+dropName(d)] += d.Packets
+		ids := r.hostNICs(h.Name)
+		for _, id := range ids {
+			for _, d := range r.nics[id].Stats().Drops {
+				m[id+": "+dropName(d)] += d.Packets
+			}
 		}
 		for k, v := range kernelCounters(r.ns[h.Name]) {
-			m[capName(h)+": "+k] = v
+			m[ids[0]+": "+k] = v
 		}
 	}
 	for name, lr := range r.routers {
@@ -357,16 +429,23 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 		sr.setupLog = append(sr.setupLog, lines...)
 	}
 	for _, m := range st.Models {
-		if err := r.nics[m.Host].SetModel(nic.Model(m.Model)); err != nil {
+		n := r.nicOf(m.Host)
+		if err := n.SetModel(nic.Model(m.Model)); err != nil {
 			return sr, fmt.Errorf("host %s: %w", m.Host, err)
 		}
-		sr.setupLog = append(sr.setupLog, fmt.Sprintf("[%s] vnic NIC model of %s → %s    (the daemon's own knob: no ethtool switch for this)", m.Host, r.nics[m.Host].Name(), m.Model))
+		host, _, _ := strings.Cut(m.Host, ".")
+		sr.setupLog = append(sr.setupLog, fmt.Sprintf("[%s] vnic NIC model of %s → %s    (the daemon's own knob: no ethtool switch for this)", host, n.Name(), m.Model))
 	}
 	if len(st.Setup)+len(st.Router)+len(st.Models) > 0 {
 		time.Sleep(50 * time.Millisecond) // let the NICs follow ethtool
 		sr.start = time.Now()             // the window shows the traffic only
 	}
 	t := st.Traffic
+	if dst, err := r.target(t); err == nil {
+		sr.sendNIC, sr.recvNIC = r.routeNIC(ctx, t.From, dst), r.ownerNIC(dst)
+	} else {
+		sr.sendNIC = r.routeNIC(ctx, t.From, netip.Addr{})
+	}
 	switch t.Kind {
 	case TrafficSend:
 		dst, err := r.target(t)
@@ -374,6 +453,9 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 			return sr, err
 		}
 		d := r.discard[t.To]
+		if h, _, _ := strings.Cut(sr.recvNIC, "."); d == nil && h != "" {
+			d = r.discard[h] // To is one of a host's addresses
+		}
 		var recv0 int64
 		if d != nil {
 			recv0 = d.bytes.Load()
@@ -455,7 +537,7 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 			}
 		}
 		pkts := view.Decode(sub)
-		opts := r.viewOptions(st)
+		opts := r.viewOptions(st, sr)
 		shown := pkts
 		if opts.Filter != nil {
 			shown = nil
@@ -467,9 +549,12 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		}
 		var exps []view.ExpectationResult
 		for _, e := range st.Expect {
-			host := e.Host
-			if host == "" {
-				host = st.Traffic.From
+			host := sr.sendNIC
+			if e.Host != "" {
+				host = e.Host
+				if _, ok := r.info[host]; !ok { // a NIC, not a router
+					host = r.nicKey(host)
+				}
 			}
 			x := evaluate(e, r.info[host], pkts, sr.res)
 			exps = append(exps, x)
@@ -528,15 +613,14 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 
 // viewOptions: the sender's host-tx, its wire, the receiver's host-rx,
 // only the traffic's protocol.
-func (r *runner) viewOptions(st Step) view.TextOptions {
+func (r *runner) viewOptions(st Step, sr stepRun) view.TextOptions {
 	t := st.Traffic
-	from := r.s.host(t.From)
 	// The wire's MTU is the hardware's (the forcedeth NIC's 1500 under an
 	// MTU of 9000): the summary counts host-tx packets above what the
 	// wire can carry.
-	o := view.TextOptions{Sender: capName(*from), Receiver: capName(*from), MTU: r.info[t.From].hwMTU, Color: r.opt.Color}
-	if to := r.s.host(t.To); to != nil {
-		o.Receiver = capName(*to)
+	o := view.TextOptions{Sender: sr.sendNIC, Receiver: sr.sendNIC, MTU: r.info[sr.sendNIC].hwMTU, Color: r.opt.Color}
+	if sr.recvNIC != "" {
+		o.Receiver = sr.recvNIC
 	}
 	if t.IPv6 {
 		o.MSS = o.MTU - 72

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,7 +76,8 @@ const (
 type RouterIface struct {
 	// Name is the interface's name (default ethN).
 	Name string `yaml:"name,omitempty"`
-	// Host is the host whose NIC is at the other end of the wire.
+	// Host is the NIC at the other end of the wire: host.nic, or the
+	// host when it has one NIC.
 	Host string `yaml:"host"`
 	// Addrs are the router's ADDR/PREFIX on this interface.
 	Addrs []string `yaml:"addrs"`
@@ -128,21 +130,50 @@ type RouterChange struct {
 // ModelChange is a step's switch of a host's NIC model (the daemon's own
 // knob: nic.NIC.SetModel).
 type ModelChange struct {
+	// Host is the NIC: host.nic, or the host when it has one NIC.
 	Host  string `yaml:"host"`
 	Model string `yaml:"model"`
 }
 
-// Host is a Linux network namespace with one vnic NIC.
+// Host is a Linux network namespace with one vnic NIC (NIC) or several
+// (NICs).
 type Host struct {
 	Name string `yaml:"name"`
-	NIC  NIC    `yaml:"nic"`
-	// Routes are prefixes routed through the host's NIC (`ip route add
-	// PREFIX dev eth0`), e.g. the far side of a router.
+	// NIC is the host's NIC when it has one (the form of older files).
+	NIC NIC `yaml:"nic,omitempty"`
+	// NICs are the host's NICs when it has several (eth0, eth1, ... by
+	// default). Links and expectations name one as host.nic (web.eth1).
+	NICs []NIC `yaml:"nics,omitempty"`
+	// Forwarding makes the host a Linux router: the kernel forwards
+	// between its NICs (net.ipv4.ip_forward=1,
+	// net.ipv6.conf.all.forwarding=1), with its own GRO on each NIC.
+	Forwarding bool `yaml:"forwarding,omitempty"`
+	// Routes are routes added in the host: a prefix routed through the
+	// host's first NIC (`ip route add PREFIX dev eth0`), e.g. the far
+	// side of a router, or a whole `ip route add` argument list such as
+	// "198.18.12.0/24 via 198.18.11.1".
 	Routes []string `yaml:"routes,omitempty"`
 	// Services are servers the lab starts inside the host's namespace:
 	// "discard" (TCP port 9, reads and counts until EOF, then closes, as
 	// traffic.Send expects).
 	Services []string `yaml:"services,omitempty"`
+}
+
+// Nics returns the host's NICs (NIC, or NICs), each with its name
+// filled in (ethN by default).
+func (h *Host) Nics() []NIC {
+	var out []NIC
+	if len(h.NICs) > 0 {
+		out = slices.Clone(h.NICs)
+	} else {
+		out = []NIC{h.NIC}
+	}
+	for i := range out {
+		if out[i].Name == "" {
+			out[i].Name = fmt.Sprintf("eth%d", i)
+		}
+	}
+	return out
 }
 
 // NIC is a host's vnic NIC.
@@ -174,9 +205,10 @@ const (
 
 // Link is a cable.
 type Link struct {
-	// Kind is LinkWire or LinkPeer (a router comes later).
+	// Kind is LinkWire or LinkPeer.
 	Kind string `yaml:"kind"`
-	// A is a host; B is a host (wire) or the peer's name (peer).
+	// A is a host's NIC: host.nic, or just the host when it has one NIC;
+	// B is another NIC (wire) or the peer's name (peer).
 	A string `yaml:"a"`
 	B string `yaml:"b"`
 	// PeerAddrs are the peer's addresses (peer links; default: for each
@@ -307,6 +339,11 @@ const (
 	// ExpectWireChecksumsBad: every TCP packet the host put on the wire
 	// has a checksum that does not verify (partial or bad; at least one).
 	ExpectWireChecksumsBad = "wire-checksums-bad"
+	// ExpectHostRXAboveMTU: the NIC handed its host TCP packets longer
+	// than Size bytes of IP (default: the NIC's MTU) — GRO merged them;
+	// it is what tcpdump on that interface shows (on a router: story 3's
+	// clue).
+	ExpectHostRXAboveMTU = "host-rx-above-mtu"
 )
 
 // Expectation is one claim about a step.
@@ -322,6 +359,33 @@ type Expectation struct {
 	Count int `yaml:"count,omitempty"`
 	// Reason is drop's drop reason (vnic stat's names).
 	Reason string `yaml:"reason,omitempty"`
+}
+
+// nicRef resolves a reference to a NIC — "host.nic", or "host" for a
+// host with one NIC — to its host and NIC; an error says what is wrong.
+func (s *Scenario) nicRef(ref string) (*Host, NIC, error) {
+	hn, nn, dotted := strings.Cut(ref, ".")
+	h := s.host(hn)
+	if h == nil {
+		return nil, NIC{}, fmt.Errorf("no host %q", hn)
+	}
+	nics := h.Nics()
+	if !dotted {
+		if len(nics) > 1 {
+			return nil, NIC{}, fmt.Errorf("host %s has %d NICs: name one, e.g. %s.%s", hn, len(nics), hn, nics[0].Name)
+		}
+		return h, nics[0], nil
+	}
+	for _, n := range nics {
+		if n.Name == nn {
+			return h, n, nil
+		}
+	}
+	var names []string
+	for _, n := range nics {
+		names = append(names, n.Name)
+	}
+	return nil, NIC{}, fmt.Errorf("host %s has no NIC %q (it has %s)", hn, nn, strings.Join(names, ", "))
 }
 
 // host returns the host named name.
@@ -351,13 +415,26 @@ func (s *Scenario) Validate() error {
 			return fmt.Errorf("lab %s: host name %q empty or repeated", s.Name, h.Name)
 		}
 		seen[h.Name] = true
-		for _, a := range h.NIC.Addrs {
-			if _, err := netip.ParsePrefix(a); err != nil {
-				return fmt.Errorf("lab %s: host %s: address %q: %v", s.Name, h.Name, a, err)
+		if strings.Contains(h.Name, ".") {
+			return fmt.Errorf("lab %s: host name %q: no '.' (host.nic names a host's NIC)", s.Name, h.Name)
+		}
+		if len(h.NICs) > 0 && (h.NIC.Name != "" || len(h.NIC.Addrs) > 0 || h.NIC.MTU != 0) {
+			return fmt.Errorf("lab %s: host %s: give `nic` (one NIC) or `nics` (several), not both", s.Name, h.Name)
+		}
+		nicNames := map[string]bool{}
+		for _, n := range h.Nics() {
+			if nicNames[n.Name] {
+				return fmt.Errorf("lab %s: host %s: NIC name %q repeated", s.Name, h.Name, n.Name)
+			}
+			nicNames[n.Name] = true
+			for _, a := range n.Addrs {
+				if _, err := netip.ParsePrefix(a); err != nil {
+					return fmt.Errorf("lab %s: host %s: NIC %s: address %q: %v", s.Name, h.Name, n.Name, a, err)
+				}
 			}
 		}
 		for _, p := range h.Routes {
-			if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParsePrefix(strings.Fields(p + " ")[0]); err != nil {
 				return fmt.Errorf("lab %s: host %s: route %q: %v", s.Name, h.Name, p, err)
 			}
 		}
@@ -368,23 +445,28 @@ func (s *Scenario) Validate() error {
 		}
 	}
 	linked := map[string]bool{}
+	link := func(what, ref string) error {
+		h, n, err := s.nicRef(ref)
+		if err != nil {
+			return fmt.Errorf("lab %s: %s: %v", s.Name, what, err)
+		}
+		id := h.Name + "." + n.Name
+		if linked[id] {
+			return fmt.Errorf("lab %s: %s: NIC %s is already linked (one cable per NIC: give the host another NIC in `nics`)", s.Name, what, id)
+		}
+		linked[id] = true
+		return nil
+	}
 	for _, l := range s.Links {
-		if s.host(l.A) == nil {
-			return fmt.Errorf("lab %s: link %s–%s: no host %q", s.Name, l.A, l.B, l.A)
+		what := fmt.Sprintf("link %s–%s", l.A, l.B)
+		if err := link(what, l.A); err != nil {
+			return err
 		}
-		if linked[l.A] {
-			return fmt.Errorf("lab %s: host %s has one NIC, so one link", s.Name, l.A)
-		}
-		linked[l.A] = true
 		switch l.Kind {
 		case LinkWire:
-			if s.host(l.B) == nil {
-				return fmt.Errorf("lab %s: link %s–%s: no host %q", s.Name, l.A, l.B, l.B)
+			if err := link(what, l.B); err != nil {
+				return err
 			}
-			if linked[l.B] {
-				return fmt.Errorf("lab %s: host %s has one NIC, so one link", s.Name, l.B)
-			}
-			linked[l.B] = true
 		case LinkPeer:
 			if l.B == "" || seen[l.B] {
 				return fmt.Errorf("lab %s: peer link from %s: the peer needs a name of its own", s.Name, l.A)
@@ -393,7 +475,7 @@ func (s *Scenario) Validate() error {
 			return fmt.Errorf("lab %s: link kind %q: use %q or %q", s.Name, l.Kind, LinkWire, LinkPeer)
 		}
 	}
-	if err := s.validateRouters(seen, linked); err != nil {
+	if err := s.validateRouters(seen, link); err != nil {
 		return err
 	}
 	for i, st := range s.Steps {
@@ -426,8 +508,10 @@ func (s *Scenario) Validate() error {
 			if !slices.Contains(expectKinds, e.Kind) {
 				return fmt.Errorf("%s: expectation %q: use one of %v", where, e.Kind, expectKinds)
 			}
-			if e.Host != "" && s.host(e.Host) == nil && s.router(e.Host) == nil {
-				return fmt.Errorf("%s: expectation %s on unknown host %q", where, e.Kind, e.Host)
+			if e.Host != "" && s.router(e.Host) == nil {
+				if _, _, err := s.nicRef(e.Host); err != nil && s.host(e.Host) == nil {
+					return fmt.Errorf("%s: expectation %s: %v", where, e.Kind, err)
+				}
 			}
 		}
 	}
@@ -436,7 +520,7 @@ func (s *Scenario) Validate() error {
 
 var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
 	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
-	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad}
+	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad, ExpectHostRXAboveMTU}
 
 // router returns the router named name.
 func (s *Scenario) router(name string) *Router {
@@ -490,8 +574,9 @@ func (rt *Router) validateFirewall(rules []FirewallRule) error {
 	return nil
 }
 
-// validateRouters checks the routers; linked are the hosts already wired.
-func (s *Scenario) validateRouters(seen, linked map[string]bool) error {
+// validateRouters checks the routers; link marks a NIC wired (and fails
+// if it already is).
+func (s *Scenario) validateRouters(seen map[string]bool, link func(what, ref string) error) error {
 	names := map[string]bool{}
 	for _, rt := range s.Routers {
 		if rt.Name == "" || names[rt.Name] || seen[rt.Name] {
@@ -508,13 +593,9 @@ func (s *Scenario) validateRouters(seen, linked map[string]bool) error {
 				return fmt.Errorf("lab %s: router %s: interface %s repeated", s.Name, rt.Name, n)
 			}
 			inames[n] = true
-			if s.host(f.Host) == nil {
-				return fmt.Errorf("lab %s: router %s: interface %s: no host %q", s.Name, rt.Name, n, f.Host)
+			if err := link(fmt.Sprintf("router %s: interface %s", rt.Name, n), f.Host); err != nil {
+				return err
 			}
-			if linked[f.Host] {
-				return fmt.Errorf("lab %s: host %s has one NIC, so one link", s.Name, f.Host)
-			}
-			linked[f.Host] = true
 			for _, a := range f.Addrs {
 				if _, err := netip.ParsePrefix(a); err != nil {
 					return fmt.Errorf("lab %s: router %s: interface %s: address %q: %v", s.Name, rt.Name, n, a, err)
@@ -555,8 +636,8 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		}
 	}
 	for _, m := range st.Models {
-		if s.host(m.Host) == nil {
-			return fmt.Errorf("%s: model change on unknown host %q", where, m.Host)
+		if _, _, err := s.nicRef(m.Host); err != nil {
+			return fmt.Errorf("%s: model change: %v", where, err)
 		}
 		if m.Model != "standard" && m.Model != "tso-passthrough" && m.Model != "no-csum" {
 			return fmt.Errorf("%s: model %q: use standard, tso-passthrough or no-csum", where, m.Model)

@@ -459,20 +459,30 @@ func (c *checker) semantic(s *Scenario) {
 			}
 			hosts[h.Name] = true
 		}
-		if len(h.NIC.Addrs) == 0 {
-			c.add(c.at(p+".nic.addrs"), p+".nic", "missing required field `addrs`: the NIC's addresses, e.g. addrs: [198.18.0.1/15, fd00::1/64]")
-		}
-		for _, f := range []struct {
-			key string
-			v   int
-		}{{"mtu", h.NIC.MTU}, {"hw_mtu", h.NIC.HWMTU}} {
-			if f.v != 0 && (f.v < 68 || f.v > 65535) {
-				path := p + ".nic." + f.key
-				c.add(c.at(path), path, "%d is not an MTU: use 68 to 65535 (1500 is Ethernet, 9000 jumbo frames)", f.v)
+		nicPaths := []string{p + ".nic"}
+		if len(h.NICs) > 0 {
+			nicPaths = nil
+			for j := range h.NICs {
+				nicPaths = append(nicPaths, fmt.Sprintf("%s.nics[%d]", p, j))
 			}
 		}
-		if h.NIC.Model != "" {
-			c.oneOf(p+".nic.model", h.NIC.Model, "NIC model", nicModels)
+		for j, n := range h.Nics() {
+			np := nicPaths[j]
+			if len(n.Addrs) == 0 {
+				c.add(c.at(np+".addrs"), np, "missing required field `addrs`: the NIC's addresses, e.g. addrs: [198.18.0.1/15, fd00::1/64]")
+			}
+			for _, f := range []struct {
+				key string
+				v   int
+			}{{"mtu", n.MTU}, {"hw_mtu", n.HWMTU}} {
+				if f.v != 0 && (f.v < 68 || f.v > 65535) {
+					path := np + "." + f.key
+					c.add(c.at(path), path, "%d is not an MTU: use 68 to 65535 (1500 is Ethernet, 9000 jumbo frames)", f.v)
+				}
+			}
+			if n.Model != "" {
+				c.oneOf(np+".model", n.Model, "NIC model", nicModels)
+			}
 		}
 		for j, sv := range h.Services {
 			c.oneOf(fmt.Sprintf("%s.services[%d]", p, j), sv, "service", []string{"discard"})
@@ -506,15 +516,29 @@ func (c *checker) semantic(s *Scenario) {
 			c.oneOf(path, v, "host", hs)
 		}
 	}
+	// isNIC checks a reference to a host's NIC: host.nic, or host for a
+	// host with one NIC.
+	isNIC := func(path, v, hint string) {
+		if !c.required(path, v, hint) {
+			return
+		}
+		if hn, _, _ := strings.Cut(v, "."); !hosts[hn] {
+			isHost(path, hn, hint)
+			return
+		}
+		if _, _, err := s.nicRef(v); err != nil {
+			c.add(c.at(path), path, "%v", err)
+		}
+	}
 	for i, l := range s.Links {
 		p := fmt.Sprintf("links[%d]", i)
 		if c.required(p+".kind", l.Kind, "wire (a cable between two hosts) or peer (a gVisor peer host)") {
 			c.oneOf(p+".kind", l.Kind, "link kind", []string{LinkWire, LinkPeer})
 		}
-		isHost(p+".a", l.A, "the host at one end, e.g. ginger")
+		isNIC(p+".a", l.A, "the host (or host.nic) at one end, e.g. ginger")
 		switch l.Kind {
 		case LinkWire:
-			isHost(p+".b", l.B, "the host at the other end, e.g. basil")
+			isNIC(p+".b", l.B, "the host (or host.nic) at the other end, e.g. basil")
 		case LinkPeer:
 			if c.required(p+".b", l.B, "the peer's name, e.g. basil") && hosts[l.B] {
 				c.add(c.at(p+".b"), p+".b", "%q is a host: the peer needs a name of its own", l.B)
@@ -576,8 +600,10 @@ func (c *checker) semantic(s *Scenario) {
 			if c.required(q+".kind", e.Kind, "what to check, e.g. host-tx-above-mss") {
 				c.oneOf(q+".kind", e.Kind, "expectation", expectKinds)
 			}
-			if e.Host != "" && !hosts[e.Host] && !peers[e.Host] {
+			if hn, _, _ := strings.Cut(e.Host, "."); e.Host != "" && !hosts[hn] && !peers[e.Host] {
 				c.oneOf(q+".host", e.Host, "host", names())
+			} else if e.Host != "" && hosts[hn] {
+				isNIC(q+".host", e.Host, "")
 			}
 			if e.Kind == ExpectHostTXPayloads && len(e.Sizes) == 0 {
 				c.add(c.at(q+".sizes"), q, "host-tx-payloads needs `sizes`, the payload lengths in order, e.g. sizes: [1448, 1448, 1104]")

@@ -131,6 +131,48 @@ steps:
     expect: [{kind: bytes-arrive}]
 `
 
+// TestLoadSeveralNICs: a host with two NICs, each linked once, named
+// host.nic; a Linux router host.
+func TestLoadSeveralNICs(t *testing.T) {
+	src := `name: two
+hosts:
+  - name: a
+    nic: {addrs: [198.18.1.2/24]}
+    routes: [198.18.2.0/24 via 198.18.1.1]
+  - name: r
+    forwarding: true
+    nics:
+      - {addrs: [198.18.1.1/24]}
+      - {addrs: [198.18.2.1/24]}
+  - name: b
+    nic: {addrs: [198.18.2.2/24]}
+    routes: [198.18.1.0/24 via 198.18.2.1]
+    services: [discard]
+links:
+  - {kind: wire, a: a, b: r.eth0}
+  - {kind: wire, a: r.eth1, b: b}
+steps:
+  - name: send
+    traffic: {kind: send, from: a, to: b, bytes: 1000}
+    expect: [{kind: bytes-arrive}, {kind: host-rx-above-mtu, host: r.eth0}]
+`
+	s, err := Load(strings.NewReader(src), "two.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.host("r").Nics(); len(n) != 2 || n[0].Name != "eth0" || n[1].Name != "eth1" || !s.host("r").Forwarding {
+		t.Errorf("router host: %+v", s.host("r"))
+	}
+	twice := strings.Replace(src, "a: r.eth1, b: b", "a: r.eth0, b: b", 1)
+	if _, err := Load(strings.NewReader(twice), "two.yaml"); err == nil || !strings.Contains(err.Error(), "NIC r.eth0 is already linked") {
+		t.Errorf("a NIC linked twice: %v", err)
+	}
+	both := strings.Replace(src, "    forwarding: true\n", "    forwarding: true\n    nic: {addrs: [198.18.3.1/24]}\n", 1)
+	if _, err := Load(strings.NewReader(both), "two.yaml"); err == nil || !strings.Contains(err.Error(), "give `nic` (one NIC) or `nics` (several), not both") {
+		t.Errorf("nic and nics: %v", err)
+	}
+}
+
 func TestLoadMinimal(t *testing.T) {
 	s, err := Load(strings.NewReader(minimal), "mini.yaml")
 	if err != nil {
@@ -179,6 +221,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"mini.yaml:7:7: hosts[0].nic.mtu: repeated field (first at line 6)"}},
 		{"bad mtu", "mtu: 1500", "mtu: 20",
 			[]string{"mini.yaml:6:12: hosts[0].nic.mtu: 20 is not an MTU"}},
+		{"link to a host of several NICs", "    nic: {addrs: [198.18.0.2/15]}", "    nics: [{addrs: [198.18.0.2/15]}, {addrs: [198.19.0.2/24]}]",
+			[]string{"mini.yaml:11:32: links[0].b: host basil has 2 NICs: name one, e.g. basil.eth0"}},
+		{"link to a NIC that is not there", "b: basil}", "b: basil.eth3}",
+			[]string{`mini.yaml:11:32: links[0].b: host basil has no NIC "eth3" (it has eth0)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := strings.Replace(minimal, tc.old, tc.new, 1)
