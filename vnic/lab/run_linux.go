@@ -39,9 +39,9 @@ type runner struct {
 	opt     Options
 	log     *slog.Logger
 	suffix  string
-	ns      map[string]string // host → namespace
-	nics    map[string]*nic.NIC // "host.nic" → NIC
-	info    map[string]nicInfo  // "host.nic", a router's name → what expectations need
+	ns      map[string]string         // host → namespace
+	nics    map[string]*nic.NIC       // "host.nic" → NIC
+	info    map[string]nicInfo        // "host.nic", a router's name → what expectations need
 	addrs   map[string][]netip.Prefix // host, "host.nic" or peer → addresses
 	discard map[string]*discardService
 	wires   map[string]*wire.Wire // "a→b"
@@ -57,10 +57,10 @@ type stepRun struct {
 	// sendNIC and recvNIC are the NICs the traffic leaves and arrives by
 	// ("host.nic"; recvNIC "" when it is not a lab host's).
 	sendNIC, recvNIC string
-	res        stepResult
-	drops      map[string]uint64
-	setupLog   []string
-	trafficLog string
+	res              stepResult
+	drops            map[string]uint64
+	setupLog         []string
+	trafficLog       string
 }
 
 // Run runs scenario s: it creates a namespace and a vnic NIC per host,
