@@ -131,6 +131,25 @@ func (p *Plan) Segments() int { return p.nseg }
 // offset + MaxSize bytes holds any of them.
 func (p *Plan) MaxSize() int { return p.max }
 
+// WireBytes returns the bytes of all the packets Cut writes: the headers
+// once per segment, the payload once.
+func (p *Plan) WireBytes() int {
+	if p.kind == planTSO || p.kind == planUSO {
+		return len(p.pkt) + (p.nseg-1)*p.hdrLen
+	}
+	return len(p.pkt)
+}
+
+// TSO reports whether Cut segments the frame as TCP (tcp_gso_segment),
+// and if so the length of the IP and TCP headers copied into every
+// segment and the payload bytes per segment (the last may carry less).
+func (p *Plan) TSO() (ok bool, hdrLen, mss int) {
+	if p.kind != planTSO {
+		return false, 0, 0
+	}
+	return true, p.hdrLen, p.mss
+}
+
 // Segment splits one packet pkt (an IPv4 or IPv6 packet, no virtio header,
 // up to 64 KiB) as described by hdr into wire packets, writing packet i into
 // out[i][offset:] and its length into sizes[i]. It returns the number of

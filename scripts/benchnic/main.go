@@ -130,6 +130,8 @@ func main() {
 		os.Exit(childDaemon(os.Args[1:]))
 	case "wire":
 		os.Exit(childWire(os.Args[1:]))
+	case "relay":
+		os.Exit(childRelay(os.Args[1:]))
 	}
 	os.Exit(run())
 }
@@ -140,6 +142,7 @@ func childDaemon(args []string) int {
 	var cfg daemon.Config
 	fs.StringVar(&cfg.Netns, "netns", "", "")
 	engine := fs.String("engine", string(daemon.EngineVNIC), "")
+	fs.StringVar(&cfg.Wire, "wire", "", "")
 	fs.StringVar(&cfg.Pcap, "pcap", "", "")
 	fs.IntVar(&cfg.Snaplen, "snaplen", 0, "")
 	prof := fs.String("cpuprofile", "", "")
@@ -377,13 +380,17 @@ type direction int
 const (
 	send direction = iota // host → peer
 	recv                  // peer → host
+	both                  // both at once (iperf3 --bidir): the sum
 )
 
 func (d direction) String() string {
-	if d == send {
+	switch d {
+	case send:
 		return "host→peer"
+	case recv:
+		return "peer→host"
 	}
-	return "peer→host"
+	return "both ways"
 }
 
 // sample is one measurement.
@@ -412,9 +419,9 @@ type path struct {
 	// wirePkts returns the packets on the host NIC's wire so far (out +
 	// in), nil for no wire.
 	wirePkts func() (uint64, error)
-	// ns, pingAddr, loadAddr: for the latency runs, ping pingAddr from ns
-	// during a Send to loadAddr ("" ns: not measured).
-	ns, pingAddr, loadAddr string
+	// ns, pingAddr: for the latency runs, ping pingAddr from ns during a
+	// one-stream transfer ("" ns: not measured).
+	ns, pingAddr string
 }
 
 func (p *path) measure(ctx context.Context, d direction, streams int, dur time.Duration) (sample, error) {
@@ -478,7 +485,7 @@ type env struct {
 
 // startDaemon starts a child daemon in a new namespace and waits until its
 // control socket answers.
-func (e *env) startDaemon(ctx context.Context, tag, engine, pcap string, snaplen int, cpuprofile string) (*child, string, error) {
+func (e *env) startDaemon(ctx context.Context, tag, engine, pcap string, snaplen int, cpuprofile string, extra ...string) (*child, string, error) {
 	ns := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), tag)
 	removeNetns(ns)
 	exe, err := os.Executable()
@@ -492,6 +499,7 @@ func (e *env) startDaemon(ctx context.Context, tag, engine, pcap string, snaplen
 	if cpuprofile != "" {
 		argv = append(argv, "-cpuprofile", cpuprofile)
 	}
+	argv = append(argv, extra...)
 	c, err := startChild("daemon "+tag, argv, []string{childEnv + "=daemon"}, filepath.Join(e.tmp, tag+".log"), nil)
 	if err != nil {
 		return nil, "", err
@@ -525,7 +533,7 @@ func (e *env) daemonPath(ctx context.Context, name, tag, engine, pcap string, sn
 		return nil, err
 	}
 	control := daemon.ControlPath(ns, "vnic0")
-	p := &path{name: name, daemon: c, ns: ns, pingAddr: "198.18.0.2", loadAddr: peerDiscard}
+	p := &path{name: name, daemon: c, ns: ns, pingAddr: "198.18.0.2"}
 	p.wirePkts = func() (uint64, error) {
 		s, err := daemon.ReadStats(control)
 		return s.WireOut.Packets + s.WireIn.Packets, err
@@ -615,88 +623,11 @@ func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
 		}
 	}
 	p := &path{name: "veth (" + tool + ")"}
-	defer func() { p.ns, p.pingAddr, p.loadAddr = nsA, server, net.JoinHostPort(server, "9") }()
+	defer func() { p.ns, p.pingAddr = nsA, server }()
 	switch tool {
 	case "iperf3":
-		ip, err := exec.LookPath("ip")
-		if err != nil {
-			return nil, fmt.Errorf("iperf3 needs `ip netns exec`: %w", err)
-		}
-		srv, err := startChild("iperf3 server", []string{ip, "netns", "exec", nsB, "iperf3", "-s", "-B", server, "-p", iperfPort},
-			nil, filepath.Join(e.tmp, "iperf3-server.log"), nil)
-		if err != nil {
+		if err := e.iperf3(ctx, p, "veth", nsA, nsB, server); err != nil {
 			return nil, err
-		}
-		e.cleanups.add(srv.stop)
-		// Ready when its socket listens (its stdout is block-buffered
-		// into a file, so "Server listening" comes too late to wait for).
-		for deadline := time.Now().Add(10 * time.Second); !listening(nsB, iperfPort); {
-			if srv.exited() {
-				return nil, fmt.Errorf("iperf3 server exited: %v\n%s", srv.err, srv.tail())
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("iperf3 server not listening after 10s\n%s", srv.tail())
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		p.note = "iperf3 " + iperfVersion() + " client in A, server (pid " + strconv.Itoa(srv.pid()) + ") in B"
-		// The latency runs' load: vnic/traffic against a Go discard server.
-		stopGo, err := goServer(nsB, server)
-		if err != nil {
-			return nil, err
-		}
-		e.cleanups.add(stopGo)
-		var clientCPU float64 // of the finished clients
-		p.appCPU = func() float64 {
-			c, err := procCPU(srv.pid())
-			if err != nil {
-				return math.NaN()
-			}
-			return c + clientCPU
-		}
-		p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
-			secs := max(1, int(math.Round(dur.Seconds())))
-			argv := []string{ip, "netns", "exec", nsA, "iperf3", "-c", server, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J"}
-			if d == recv {
-				argv = append(argv, "-R")
-			}
-			var out bytes.Buffer
-			c, err := startChild("iperf3 client", argv, nil, filepath.Join(e.tmp, "iperf3-client.log"), &out)
-			if err != nil {
-				return 0, 0, err
-			}
-			defer c.stop()
-			select {
-			case <-c.done:
-				if ps := c.cmd.ProcessState; ps != nil {
-					clientCPU += (ps.UserTime() + ps.SystemTime()).Seconds()
-				}
-			case <-ctx.Done():
-				return 0, 0, ctx.Err()
-			case <-time.After(time.Duration(secs)*time.Second + 30*time.Second):
-				return 0, 0, errors.New("iperf3 client did not finish in time")
-			}
-			var j struct {
-				Error string `json:"error"`
-				End   struct {
-					SumReceived struct {
-						Bytes   int64   `json:"bytes"`
-						Seconds float64 `json:"seconds"`
-					} `json:"sum_received"`
-				} `json:"end"`
-			}
-			if err := json.Unmarshal(out.Bytes(), &j); err != nil {
-				return 0, 0, fmt.Errorf("iperf3 -J output: %v (exit %v)\n%s", err, c.err, c.tail())
-			}
-			if j.Error != "" || c.err != nil {
-				return 0, 0, fmt.Errorf("iperf3: %s (exit %v)", j.Error, c.err)
-			}
-			sr := j.End.SumReceived
-			return sr.Bytes, time.Duration(sr.Seconds * float64(time.Second)), nil
 		}
 	case "go":
 		stop, err := goServer(nsB, server)
@@ -710,6 +641,96 @@ func (e *env) vethPath(ctx context.Context, tool string) (*path, error) {
 		return nil, fmt.Errorf("-veth-tool %q: auto, iperf3 or go", tool)
 	}
 	return p, nil
+}
+
+// iperf3 makes p an iperf3 path: a server (a child, -p iperfPort) on
+// server in nsB, and for each transfer a client in nsA (-R for recv,
+// --bidir for both); its bytes are what the receiver(s) got. appCPU is
+// the server's and the finished clients' CPU.
+func (e *env) iperf3(ctx context.Context, p *path, tag, nsA, nsB, server string) error {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return fmt.Errorf("iperf3 needs `ip netns exec`: %w", err)
+	}
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		return fmt.Errorf("iperf3 not installed (make deps): %w", err)
+	}
+	srv, err := startChild("iperf3 server "+tag, []string{ip, "netns", "exec", nsB, "iperf3", "-s", "-B", server, "-p", iperfPort},
+		nil, filepath.Join(e.tmp, "iperf3-server-"+tag+".log"), nil)
+	if err != nil {
+		return err
+	}
+	e.cleanups.add(srv.stop)
+	// Ready when its socket listens (its stdout is block-buffered
+	// into a file, so "Server listening" comes too late to wait for).
+	for deadline := time.Now().Add(10 * time.Second); !listening(nsB, iperfPort); {
+		if srv.exited() {
+			return fmt.Errorf("iperf3 server exited: %v\n%s", srv.err, srv.tail())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("iperf3 server not listening after 10s\n%s", srv.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.note = "iperf3 " + iperfVersion() + " client in A, server (pid " + strconv.Itoa(srv.pid()) + ") in B"
+	var clientCPU float64 // of the finished clients
+	p.appCPU = func() float64 {
+		c, err := procCPU(srv.pid())
+		if err != nil {
+			return math.NaN()
+		}
+		return c + clientCPU
+	}
+	p.transfer = func(ctx context.Context, d direction, streams int, dur time.Duration) (int64, time.Duration, error) {
+		secs := max(1, int(math.Round(dur.Seconds())))
+		argv := []string{ip, "netns", "exec", nsA, "iperf3", "-c", server, "-p", iperfPort, "-t", strconv.Itoa(secs), "-P", strconv.Itoa(streams), "-J"}
+		switch d {
+		case recv:
+			argv = append(argv, "-R")
+		case both:
+			argv = append(argv, "--bidir")
+		}
+		var out bytes.Buffer
+		c, err := startChild("iperf3 client", argv, nil, filepath.Join(e.tmp, "iperf3-client-"+tag+".log"), &out)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer c.stop()
+		select {
+		case <-c.done:
+			if ps := c.cmd.ProcessState; ps != nil {
+				clientCPU += (ps.UserTime() + ps.SystemTime()).Seconds()
+			}
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(time.Duration(secs)*time.Second + 30*time.Second):
+			return 0, 0, errors.New("iperf3 client did not finish in time")
+		}
+		type sum struct {
+			Bytes   int64   `json:"bytes"`
+			Seconds float64 `json:"seconds"`
+		}
+		var j struct {
+			Error string `json:"error"`
+			End   struct {
+				SumReceived      sum `json:"sum_received"`
+				SumReceivedBidir sum `json:"sum_received_bidir_reverse"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &j); err != nil {
+			return 0, 0, fmt.Errorf("iperf3 -J output: %v (exit %v)\n%s", err, c.err, c.tail())
+		}
+		if j.Error != "" || c.err != nil {
+			return 0, 0, fmt.Errorf("iperf3: %s (exit %v)", j.Error, c.err)
+		}
+		sr := j.End.SumReceived
+		return sr.Bytes + j.End.SumReceivedBidir.Bytes, time.Duration(sr.Seconds * float64(time.Second)), nil
+	}
+	return nil
 }
 
 func iperfVersion() string {
@@ -901,6 +922,7 @@ func run() int {
 	routerGRO := flag.String("router-gro", "fixed", "the gVisor router's GRO on both interfaces: fixed (a Linux router's default: GRO on, merged packets forwarded whole with GSO) or off")
 	scaleN := flag.Int("scale", 64, "direct-wire pairs to bring up at once in the scale test (0: skip)")
 	noLatency := flag.Bool("no-latency", false, "skip the ping latency and idle CPU measurements")
+	pair := flag.Bool("pair", false, "run the pair suite instead: vnic up --wire netns:B against the null TUN relay, the wireguard-go pair and veth, with iperf3 (-time 8s, -out bench/pair.txt by default)")
 	profile := flag.String("profile", "", "instead of the benchmark: CPU-profile the daemon (both engines) during one Send and one Receive of -time each, into this directory")
 	flag.StringVar(&profileOnly, "profile-only", "", "with -profile: only these paths, comma-separated (direct, direct-wg, router, vnic, wireguard)")
 	flag.Parse()
@@ -925,9 +947,19 @@ func run() int {
 	e.cleanups.add(func() { os.RemoveAll(tmp) })
 	defer e.cleanups.run()
 
-	if *profile != "" {
+	switch {
+	case *pair:
+		o := benchOptions{runs: *runs, dur: *dur, outPath: *out}
+		if !isSet("time") {
+			o.dur = 8 * time.Second
+		}
+		if !isSet("out") {
+			o.outPath = "bench/pair.txt"
+		}
+		err = pairSuite(ctx, e, o)
+	case *profile != "":
 		err = profileRun(ctx, e, *profile, *dur, *routerGRO)
-	} else {
+	default:
 		err = bench(ctx, e, benchOptions{runs: *runs, dur: *dur, wireDur: *wireTime, outPath: *out, vethTool: *vethTool,
 			withPcap: !*noPcap, routerGRO: *routerGRO, scale: *scaleN, latency: !*noLatency})
 	}
@@ -1312,6 +1344,13 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 }
 
 // machine describes the host: cores, CPU model, kernel, Go.
+// isSet reports whether the flag name was given on the command line.
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func machine() string {
 	model := "?"
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {

@@ -263,7 +263,7 @@ func (e *env) wirePath(ctx context.Context, name, tag, topo, gro string) (*path,
 	e.cleanups.add(stop)
 	p := goTransfer(name, nsA, server)
 	p.daemon = c
-	p.ns, p.pingAddr, p.loadAddr = nsA, server, net.JoinHostPort(server, "9")
+	p.ns, p.pingAddr = nsA, server
 	p.wirePkts = func() (uint64, error) {
 		s, err := readWireStats(ctl)
 		return s.A.WireOut.Packets + s.A.WireIn.Packets, err
@@ -505,19 +505,26 @@ func measureLatency(ctx context.Context, p *path) latency {
 	l := latency{name: p.name}
 	const count = 20
 	l.idle, l.lostI, l.idleErr = pingRTTs(ctx, p.ns, p.pingAddr, count)
+	// The load: the path's own one-stream transfer, A → B.
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan traffic.Result, 1)
+	type result struct {
+		n  int64
+		el time.Duration
+	}
+	done := make(chan result, 1)
 	go func() {
-		r, _ := traffic.Send(lctx, traffic.Options{Netns: p.ns, Addr: p.loadAddr, Duration: 2500 * time.Millisecond})
-		done <- r
+		n, el, _ := p.transfer(lctx, send, 1, 3*time.Second)
+		done <- result{n, el}
 	}()
 	select {
 	case <-ctx.Done():
-	case <-time.After(400 * time.Millisecond):
+	case <-time.After(600 * time.Millisecond):
 	}
 	l.loaded, l.lostL, l.ldErr = pingRTTs(ctx, p.ns, p.pingAddr, count)
 	r := <-done
-	l.loadGbps = r.Gbps
+	if r.el > 0 {
+		l.loadGbps = float64(r.n) * 8 / r.el.Seconds() / 1e9
+	}
 	return l
 }

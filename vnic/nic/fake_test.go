@@ -158,6 +158,7 @@ func transmit(n *NIC, frames ...[]byte) {
 	e.flushWire()
 	if d := e.direct; d != nil {
 		d.handoff(now)
+		d.writePass()
 		d.flushRX()
 	}
 	e.txHost.flushTo(&n.st.hostTX)

@@ -145,6 +145,12 @@ func (t *tally) add(n int) {
 	t.bytes += uint64(n)
 }
 
+// addN counts n packets of bytes bytes in all.
+func (t *tally) addN(n, bytes int) {
+	t.packets += uint64(n)
+	t.bytes += uint64(bytes)
+}
+
 func (t *tally) flushTo(c *counter) {
 	if t.packets != 0 {
 		c.packets.Add(t.packets)
