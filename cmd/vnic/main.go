@@ -106,7 +106,7 @@ removed. Without --netns the NIC is created in vnic's own namespace.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.cfg.Name, "name", "vnic0", "interface name")
-	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing, removed on exit if created) or a path such as /proc/PID/ns/net (never created or removed)")
+	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing; removed on exit only if vnic created it and no other vnic daemon uses it) or a path such as /proc/PID/ns/net (never created or removed)")
 	fl.StringVar(&f.cfg.Wire, "wire", "peer", "the far end of the wire: peer (the gVisor host) or netns:B (a second vnic NIC in namespace B, a name or a path)")
 	fl.StringSliceVar(&f.addrs, "addr", nil, "interface address with prefix, repeatable (default 198.18.0.1/15 and fd00::1/64)")
 	fl.StringSliceVar(&f.peers, "peer", nil, "the far end's address (the gVisor peer's or the far NIC's), repeatable (default: the next address in each subnet)")

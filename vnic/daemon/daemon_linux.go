@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,7 +37,7 @@ type Daemon struct {
 	peer    *peer.Peer
 	pcap    *capture.Writer
 	ctl     net.Listener
-	created []string // namespaces this daemon created
+	netns   []*nsutil.Lease // the named namespaces this daemon uses
 	closers []func()
 	done    chan error
 	started time.Time
@@ -193,7 +192,8 @@ func Run(ctx context.Context, cfg Config) error {
 func (d *Daemon) Done() <-chan error { return d.done }
 
 // Close tears everything down: data path, far end, capture (flushed),
-// devices, control socket, and the namespaces this daemon created.
+// devices, control socket, and each named namespace vnic created that no
+// other vnic daemon uses.
 func (d *Daemon) Close() error {
 	d.teardown()
 	return nil
@@ -212,13 +212,12 @@ func (d *Daemon) teardown() {
 		_ = os.Remove(d.cfg.Control)
 		d.ctl = nil
 	}
-	for _, ns := range d.created {
-		if err := nsutil.Delete(ns); err != nil {
-			d.log.Warn("removing the namespace", "netns", ns, "err", err)
+	for i := len(d.netns) - 1; i >= 0; i-- {
+		if _, err := d.netns[i].Release(); err != nil {
+			d.log.Warn("removing the namespace", "netns", d.netns[i].Name(), "err", err)
 		}
-		_ = os.Remove(ownerPath(ns))
 	}
-	d.created = nil
+	d.netns = nil
 }
 
 // Stats returns a snapshot of every counter.
@@ -267,46 +266,24 @@ func hasCapNetAdmin() bool {
 	return false
 }
 
-// ownerPath marks a namespace this daemon created, with its PID, so that
-// after a kill -9 the next `vnic up` knows the namespace is a leftover it
-// may adopt and remove on exit.
-func ownerPath(netns string) string { return filepath.Join(RunDir, netns+".netns-owner") }
-
-// enterNetns creates the named namespace ns if missing (or adopts one a
-// dead daemon left), recording it to be removed on exit.
+// enterNetns takes the named namespace ns: creates it if missing, or
+// joins one vnic created (adopting it if the daemons that used it died).
+// The last vnic daemon to leave a namespace vnic created removes it; one
+// vnic did not create (ip netns add, or a name deleted and made anew by
+// someone else) stays. See nsutil.Use.
 func (d *Daemon) enterNetns(ns string) error {
-	created := false
-	if nsutil.Exists(ns) {
-		if pid, ok := readOwner(ns); ok && !processAlive(pid) {
-			d.log.Info("adopting a namespace left by a daemon that died", "netns", ns, "pid", pid)
-			created = true
-		}
-	} else {
-		c, err := nsutil.Create(ns)
-		if err != nil {
-			return fmt.Errorf("creating network namespace %q: %w", ns, err)
-		}
-		created = c
+	l, err := nsutil.Use(ns, "vnic up --name "+d.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %w", ns, err)
 	}
-	if created {
-		_ = os.WriteFile(ownerPath(ns), []byte(strconv.Itoa(os.Getpid())), 0o600)
-		d.created = append(d.created, ns)
+	d.netns = append(d.netns, l)
+	switch r := l.Record(); {
+	case l.Adopted():
+		d.log.Info("adopting a namespace left by a daemon that died", "netns", r.Name, "pid", r.PID, "by", r.By)
+	case !l.Owned():
+		d.log.Info("using a namespace vnic did not create: it stays on exit", "netns", ns)
 	}
 	return nil
-}
-
-func readOwner(ns string) (int, bool) {
-	b, err := os.ReadFile(ownerPath(ns))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, err == nil
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // takeControlSocket listens on the control socket, removing a stale one
