@@ -67,7 +67,7 @@ func newLabRun() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&out, "out", "lab-out", "directory for <scenario>.pcapng and report.html")
+	c.Flags().StringVar(&out, "out", "lab-out", "directory for <scenario>.pcapng and report.html; files created 0600, since they hold packet payloads, and never written through a symlink or into another user's file")
 	c.Flags().BoolVar(&color, "color", false, "ANSI colours in the views")
 	return c
 }

@@ -112,7 +112,7 @@ removed. Without --netns the NIC is created in vnic's own namespace.`,
 	fl.StringSliceVar(&f.peers, "peer", nil, "the far end's address (the gVisor peer's or the far NIC's), repeatable (default: the next address in each subnet)")
 	fl.IntVar(&f.cfg.MTU, "mtu", 1500, "interface (and wire) MTU")
 	fl.IntVar(&f.cfg.HWMTU, "hw-mtu", 0, "the NIC's hardware MTU, below --mtu: TCP is cut to fit by TSO behind the kernel's back, other larger frames are dropped (the forcedeth NIC)")
-	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file")
+	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file; created 0600, since it holds packet payloads, and never written through a symlink or into another user's file")
 	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
 	fl.StringVar(&f.engine, "engine", string(daemon.EngineVNIC), "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")

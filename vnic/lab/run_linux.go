@@ -24,6 +24,7 @@ import (
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/peer"
+	"vnic/vnic/safefile"
 	"vnic/vnic/traffic"
 	"vnic/vnic/view"
 	"vnic/vnic/wire"
@@ -74,7 +75,7 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 		return res, err
 	}
 	opt.normalize()
-	if err := os.MkdirAll(opt.Out, 0o755); err != nil {
+	if err := safefile.MkdirAll(opt.Out, 0o755); err != nil {
 		return res, fmt.Errorf("lab: --out %s: %w", opt.Out, err)
 	}
 	var rnd [3]byte
@@ -591,7 +592,7 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: desc, Explanation: st.Explanation,
 			Packets: shown, View: textOpts, Drops: sr.drops, Expectations: exps})
 	}
-	f, err := os.Create(res.Report)
+	f, err := safefile.Create(res.Report, safefile.Perm)
 	if err != nil {
 		return res, fmt.Errorf("lab: %w", err)
 	}
@@ -774,7 +775,8 @@ func (d *discardService) close() {
 // Options configure Run.
 type Options struct {
 	// Out is the directory for <scenario>.pcapng and report.html
-	// (default "lab-out"); created if missing.
+	// (default "lab-out"); created if missing. Both are created 0600 and
+	// never through a symlink or into another user's file (safefile).
 	Out string
 	// Stdout receives the printed views (default os.Stdout).
 	Stdout io.Writer
