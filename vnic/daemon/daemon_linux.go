@@ -208,8 +208,7 @@ func (d *Daemon) teardown() {
 	}
 	d.closers = nil
 	if d.ctl != nil {
-		_ = d.ctl.Close()
-		_ = os.Remove(d.cfg.Control)
+		_ = d.ctl.Close() // removes the socket, if still ours
 		d.ctl = nil
 	}
 	for i := len(d.netns) - 1; i >= 0; i-- {
@@ -286,24 +285,14 @@ func (d *Daemon) enterNetns(ns string) error {
 	return nil
 }
 
-// takeControlSocket listens on the control socket, removing a stale one
-// (left by a daemon that was killed) and refusing to start when a live
-// daemon answers there.
+// takeControlSocket listens on the control socket, replacing a stale one
+// (left by a daemon of ours that was killed), refusing to start when a
+// live daemon answers there, and touching nothing else at the path (see
+// listenControl).
 func (d *Daemon) takeControlSocket() error {
-	path := d.cfg.Control
-	if _, err := os.Stat(path); err == nil {
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("%w: %s answers; stop that daemon first, or choose another --name", ErrRunning, path)
-		}
-		_ = os.Remove(path)
-	}
-	old := syscall.Umask(0o077) // root only: the socket is created 0600
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	l, err := listenControl(d.cfg.Control)
 	if err != nil {
-		return fmt.Errorf("control socket %s: %w", path, err)
+		return err
 	}
 	d.ctl = l
 	return nil
