@@ -3,10 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -48,7 +52,10 @@ func newLabRun() *cobra.Command {
 		Short: "Run a lab scenario: print each step's side-by-side view, write the pcapng and report.html into --out",
 		Long: "Run a built-in lab scenario (see `vnic lab list`) or a scenario file (see `vnic lab show` and\n" +
 			"docs/scenarios.md) in fresh network namespaces, which are removed\n" +
-			"at the end (also on Ctrl-C). The exit status is 1 when an expectation does not hold.",
+			"at the end (also on Ctrl-C). The exit status is 1 when an expectation does not hold.\n" +
+			"A scenario file is a script: its setup and command steps run as root (sh -c in a host's\n" +
+			"namespace, on this machine's files, with only PATH, HOME, TERM and LANG of your environment);\n" +
+			"run only files you trust, and list their commands first with `vnic lab check FILE`.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadScenario(args[0])
@@ -132,8 +139,10 @@ func newLabCheck() *cobra.Command {
 		Use:   "check FILE.yaml...",
 		Short: "Check lab scenario files without running them: OK, or every problem with its line",
 		Long: "Load and validate lab scenario files as `vnic lab run` would, without creating anything\n" +
-			"(no root needed). Prints \"FILE: OK\" or the problems as FILE:LINE:COLUMN: PATH: what to do;\n" +
-			"the exit status is 1 when a file has a problem.",
+			"(no root needed). Prints \"FILE: OK\" and every shell command the file would run (step,\n" +
+			"host, command: `vnic lab run` runs them as root), or the problems as\n" +
+			"FILE:LINE:COLUMN: PATH: what to do; the exit status is 1 when a file has a problem.\n" +
+			"A scenario file is a script: run only files you trust.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bad := 0
@@ -145,6 +154,7 @@ func newLabCheck() *cobra.Command {
 					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%s: %d hosts, %d steps)\n", f, s.Name, len(s.Hosts), len(s.Steps))
+				printCommands(cmd.OutOrStdout(), f, s.Commands())
 			}
 			if bad > 0 {
 				return fmt.Errorf("%w: %d of %d files", errLabInvalid, bad, len(args))
@@ -152,6 +162,31 @@ func newLabCheck() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// printCommands lists the shell commands a scenario file runs, one a
+// line: step, host, setup or traffic, the command (quoted if it holds
+// anything a terminal would not show as is).
+func printCommands(w io.Writer, file string, cs []lab.Command) {
+	if len(cs) == 0 {
+		fmt.Fprintf(w, "%s: runs no shell commands\n", file)
+		return
+	}
+	fmt.Fprintf(w, "%s: runs %d shell commands as root (sh -c in the host's network namespace, on this machine's files; a scenario file is a script: run only files you trust):\n", file, len(cs))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range cs {
+		fmt.Fprintf(tw, "  step %d (%s)\t[%s]\t%s:\t%s\n", c.Step, shown(c.StepName), shown(c.Host), c.Kind, shown(c.Run))
+	}
+	tw.Flush()
+}
+
+// shown returns s as is when it is plain printable text, else quoted, so
+// that a newline or an escape sequence cannot hide part of a command.
+func shown(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == '\t' }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // errLabInvalid is a scenario file with problems, already printed.

@@ -400,9 +400,11 @@ func (r *runner) drops() map[string]uint64 {
 	return m
 }
 
-// shell runs command in host's namespace.
+// shell runs command in host's namespace, as root, with only PATH, HOME,
+// TERM and LANG of the caller's environment (shellEnv).
 func (r *runner) shell(ctx context.Context, host, command string) (string, error) {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.ns[host], "sh", "-c", command)
+	cmd.Env = shellEnv()
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
