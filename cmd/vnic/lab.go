@@ -26,7 +26,7 @@ func newLab() *cobra.Command {
 		Use:   "lab",
 		Short: "Offload labs: namespaces joined by vnic NICs, showing what tcpdump captured vs what crossed the wire",
 	}
-	c.AddCommand(newLabList(), newLabRun(), newLabShow(), newLabCheck())
+	c.AddCommand(newLabList(), newLabRun(), newLabShow(), newLabCheck(), newLabClean())
 	return c
 }
 
@@ -51,8 +51,9 @@ func newLabRun() *cobra.Command {
 		Use:   "run NAME|FILE.yaml",
 		Short: "Run a lab scenario: print each step's side-by-side view, write the pcapng and report.html into --out",
 		Long: "Run a built-in lab scenario (see `vnic lab list`) or a scenario file (see `vnic lab show` and\n" +
-			"docs/scenarios.md) in fresh network namespaces, which are removed\n" +
-			"at the end (also on Ctrl-C). The exit status is 1 when an expectation does not hold.\n" +
+			"docs/scenarios.md) in fresh network namespaces, which are removed at the end (also on\n" +
+			"Ctrl-C; after a kill -9, by the next run or `vnic lab clean`). The exit status is 1 when an\n" +
+			"expectation does not hold.\n" +
 			"A scenario file is a script: its setup and command steps run as root (sh -c in a host's\n" +
 			"namespace, on this machine's files, with only PATH, HOME, TERM and LANG of your environment);\n" +
 			"run only files you trust, and list their commands first with `vnic lab check FILE`.",
@@ -160,6 +161,27 @@ func newLabCheck() *cobra.Command {
 				return fmt.Errorf("%w: %d of %d files", errLabInvalid, bad, len(args))
 			}
 			return nil
+		},
+	}
+}
+
+func newLabClean() *cobra.Command {
+	return &cobra.Command{
+		Use:   "clean [SCENARIO...]",
+		Short: "Remove the namespaces that killed lab runs left behind (of the given scenarios, or all)",
+		Long: "A `vnic lab run` that is killed (kill -9, a crash) cannot remove its network namespaces\n" +
+			"(lab-<scenario>-<host>-<suffix>); the next `vnic lab run` removes them, and so does this,\n" +
+			"printing each one. It removes only namespaces a lab run created whose run is gone: never\n" +
+			"one vnic did not create (even named like a lab's), nor one a running lab uses.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			removed, err := lab.Clean(args...)
+			for _, r := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+			}
+			if len(removed) == 0 && err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to remove: no namespace of a killed lab run")
+			}
+			return err
 		},
 	}
 }

@@ -75,6 +75,7 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 		return res, err
 	}
 	opt.normalize()
+	cleanLeftovers(opt.Stdout, opt.Logger) // of runs killed earlier
 	if err := safefile.MkdirAll(opt.Out, 0o755); err != nil {
 		return res, fmt.Errorf("lab: --out %s: %w", opt.Out, err)
 	}
@@ -134,12 +135,19 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	s := r.s
 	for _, h := range s.Hosts {
 		ns := namespace(s.Name, h.Name, r.suffix)
-		if _, err := nsutil.Create(ns); err != nil {
+		// Recorded as this run's, so that if it is killed the next run
+		// or `vnic lab clean` removes it (Clean).
+		lease, err := nsutil.Use(ns, ownerPrefix+s.Name)
+		if err != nil {
 			return fmt.Errorf("lab: creating namespace %s: %w", ns, err)
+		}
+		if !lease.Created() {
+			_, _ = lease.Release()
+			return fmt.Errorf("lab: namespace %s exists already (not this run's): run again", ns)
 		}
 		r.ns[h.Name] = ns
 		r.onClose(func() {
-			if err := nsutil.Delete(ns); err != nil {
+			if _, err := lease.Release(); err != nil {
 				r.log.Warn("removing namespace", "netns", ns, "err", err)
 			}
 		})
