@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"vnic/vnic/capture"
 	"vnic/vnic/nic"
@@ -22,7 +25,7 @@ import (
 // Errors Run returns for a machine that cannot host a vnic, to be tested
 // with errors.Is; the messages say what to do.
 var (
-	ErrNotRoot = errors.New("vnic up needs root (or CAP_NET_ADMIN)")
+	ErrNotRoot = errors.New("vnic up needs root") // the error says what the process lacks
 	ErrNoTUN   = errors.New("no /dev/net/tun")
 	ErrRunning = errors.New("a vnic daemon already serves this interface")
 )
@@ -50,7 +53,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
-	if err := preflight(); err != nil {
+	if err := preflight(cfg); err != nil {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger.With("dev", cfg.Name), done: make(chan error, 2), started: time.Now()}
@@ -240,18 +243,65 @@ func (d *Daemon) Stats() Stats {
 // Config returns the normalized configuration.
 func (d *Daemon) Config() Config { return d.cfg }
 
-func preflight() error {
+// preflight checks that this machine and process can run cfg.
+func preflight(cfg Config) error {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("%w: load the TUN driver with `modprobe tun` (in a container, pass --device /dev/net/tun)", ErrNoTUN)
 	}
-	if os.Geteuid() != 0 && !hasCapNetAdmin() {
-		return fmt.Errorf("%w: run it with sudo, or give the binary the capability: setcap cap_net_admin+ep $(which vnic)", ErrNotRoot)
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if missing := missingPrivileges(cfg); len(missing) > 0 {
+		return fmt.Errorf("%w: run it as root, e.g. with sudo (this process lacks %s)", ErrNotRoot, strings.Join(missing, "; "))
 	}
 	return nil
 }
 
-// hasCapNetAdmin reads CapEff from /proc/self/status.
-func hasCapNetAdmin() bool {
+// missingPrivileges lists what a process that is not root lacks to run
+// cfg. Tried as nobody: with CAP_NET_ADMIN alone the control socket in
+// /run/vnic (root's, 0700) cannot be made; a namespace needs CAP_SYS_ADMIN
+// (setns; for a name also unshare and the mount under /run/netns, which
+// must be writable); /dev/net/tun may be root's only. CAP_NET_ADMIN,
+// CAP_SYS_ADMIN and CAP_DAC_OVERRIDE together work — and make the binary
+// root for anyone who can run it, so the advice is sudo.
+func missingPrivileges(cfg Config) []string {
+	var missing, paths []string
+	if !hasCap(unix.CAP_NET_ADMIN) {
+		missing = append(missing, "CAP_NET_ADMIN")
+	}
+	netns, named := false, false
+	for _, ns := range []string{cfg.Netns, cfg.FarNetns()} {
+		netns = netns || ns != ""
+		named = named || ns != "" && !nsutil.IsPath(ns)
+	}
+	if netns && !hasCap(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_SYS_ADMIN (for --netns, --wire netns:B)")
+	}
+	writable := func(p string) bool {
+		return unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS) == nil
+	}
+	need := []string{"/dev/net/tun", RunDir}
+	if named {
+		need = append(need, nsutil.RunDir)
+	}
+	for _, p := range need {
+		q := p
+		if _, err := os.Stat(p); err != nil {
+			q = filepath.Dir(p) // vnic makes it
+		}
+		if !writable(q) {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) > 0 {
+		missing = append(missing, "write access to "+strings.Join(paths, ", "))
+	}
+	return missing
+}
+
+// hasCap reports whether the process has capability c in its effective
+// set (CapEff in /proc/self/status).
+func hasCap(c int) bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return false
@@ -259,7 +309,7 @@ func hasCapNetAdmin() bool {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
 			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<12) != 0 // CAP_NET_ADMIN = 12
+			return err == nil && caps&(1<<c) != 0
 		}
 	}
 	return false

@@ -1,6 +1,14 @@
 package lab
 
-import "os"
+import (
+	"errors"
+	"os"
+)
+
+// ErrNotRoot is Run's error for a caller that is not root. Capabilities
+// on the vnic binary do not make a lab work: its commands run through
+// `ip netns exec`, which they do not reach, and its services bind port 9.
+var ErrNotRoot = errors.New("vnic lab run needs root: run it as root, e.g. with sudo (it creates network namespaces and runs the scenario's commands as root)")
 
 // Command is a shell command a scenario runs. It runs as root, with
 // sh -c, inside a host's network namespace but on this machine's

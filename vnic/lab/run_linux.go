@@ -74,6 +74,9 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 	if err := s.Validate(); err != nil {
 		return res, err
 	}
+	if os.Geteuid() != 0 {
+		return res, ErrNotRoot
+	}
 	opt.normalize()
 	cleanLeftovers(opt.Stdout, opt.Logger) // of runs killed earlier
 	if err := safefile.MkdirAll(opt.Out, 0o755); err != nil {

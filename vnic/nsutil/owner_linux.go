@@ -296,9 +296,9 @@ func lockOwners() (*os.File, error) {
 	if err := unix.Lstat(OwnerDir, &st); err != nil {
 		return nil, fmt.Errorf("nsutil: %w", err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
-		return nil, fmt.Errorf("nsutil: %s must be a directory only uid %d can write (it is owned by uid %d, mode %o): remove it, vnic makes it anew",
-			OwnerDir, os.Geteuid(), st.Uid, st.Mode&0o7777)
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("nsutil: %s must be a directory only root can write (it is owned by uid %d, mode %o): remove it, vnic makes it anew",
+			OwnerDir, st.Uid, st.Mode&0o7777)
 	}
 	p := OwnerDir
 	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
