@@ -84,9 +84,12 @@ The far end of the wire (--wire):
 
 Namespaces: --netns and netns:B take a name (as ip netns knows it) or a path
 to a namespace file (/proc/PID/ns/net, /run/netns/NAME, a container's netns).
-A NAME that does not exist is created and removed again on exit; a namespace
-that existed before, or one given by path, is used as it is and never
-removed. Without --netns the NIC is created in vnic's own namespace.`,
+A NAME that does not exist is created, and removed again when the last vnic
+daemon using it exits; a namespace vnic did not create, or one given by
+path, is used as it is and never removed. Without --netns the NIC is
+created in vnic's own namespace.
+
+It needs root: run it with sudo.`,
 		Example: `  vnic up --netns lab                       # vnic0 = 198.18.0.1/15, fd00::1/64; peer .2
   ip netns exec lab curl -s 198.18.0.2/bytes/100000 | wc -c
   vnic up --netns a --wire netns:b          # a vnic pair: a's vnic0 .1, b's vnic0 .2
@@ -116,7 +119,7 @@ removed. Without --netns the NIC is created in vnic's own namespace.`,
 	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
 	fl.StringVar(&f.engine, "engine", string(daemon.EngineVNIC), "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")
-	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock)")
+	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock); a stale socket a killed daemon left there is replaced, anything else refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 
@@ -20,6 +22,9 @@ const ownerPrefix = "vnic lab run "
 // touches a namespace vnic did not create (even one named like a lab's),
 // nor one a running lab uses. It returns what it removed.
 func Clean(scenarios ...string) ([]nsutil.Record, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("vnic lab clean needs root: run it as root, e.g. with sudo")
+	}
 	return nsutil.Sweep(func(r nsutil.Record) bool {
 		name, ok := strings.CutPrefix(r.By, ownerPrefix)
 		if !ok || !strings.HasPrefix(r.Name, "lab-") {
