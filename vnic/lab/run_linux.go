@@ -411,6 +411,19 @@ func (r *runner) drops() map[string]uint64 {
 	return m
 }
 
+// ip runs `ip -n NS args...` for host, without a shell, so that what
+// comes from a scenario file stays arguments to ip.
+func (r *runner) ip(ctx context.Context, host string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"-n", r.ns[host]}, args...)...)
+	cmd.Env = shellEnv()
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("[%s] ip %s: %w: %s", host, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
 // shell runs command in host's namespace, as root, with only PATH, HOME,
 // TERM and LANG of the caller's environment (shellEnv).
 func (r *runner) shell(ctx context.Context, host, command string) (string, error) {

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -38,5 +40,23 @@ func TestShellCommandsGetAMinimalEnvironment(t *testing.T) {
 	}
 	if got["LANG"] != "C.UTF-8" || got["TERM"] != "dumb" || got["PATH"] == "" {
 		t.Errorf("LANG=%q TERM=%q PATH=%q: want the caller's", got["LANG"], got["TERM"], got["PATH"])
+	}
+}
+
+// TestHostRoutesAreNotShellCommands: a host's routes are `ip route add`
+// arguments, not a shell command line: a route with a `;` runs nothing
+// else (vnic lab check lists shell commands; routes are not among them).
+func TestHostRoutesAreNotShellCommands(t *testing.T) {
+	ns := kerneltest.NewNetns(t)
+	planted := filepath.Join(t.TempDir(), "pwned")
+	r := &runner{ns: map[string]string{"h": ns.Name}, s: Scenario{Hosts: []Host{{Name: "h",
+		Routes: []string{"198.18.12.0/24 via 198.18.11.1;touch " + planted}}}}}
+	err := r.setupRouters(t.Context())
+	t.Log(err)
+	if _, serr := os.Stat(planted); serr == nil {
+		t.Error("a route of the scenario file ran a shell command")
+	}
+	if err == nil {
+		t.Error("a malformed route was added")
 	}
 }
