@@ -84,9 +84,12 @@ The far end of the wire (--wire):
 
 Namespaces: --netns and netns:B take a name (as ip netns knows it) or a path
 to a namespace file (/proc/PID/ns/net, /run/netns/NAME, a container's netns).
-A NAME that does not exist is created and removed again on exit; a namespace
-that existed before, or one given by path, is used as it is and never
-removed. Without --netns the NIC is created in vnic's own namespace.`,
+A NAME that does not exist is created, and removed again when the last vnic
+daemon using it exits; a namespace vnic did not create, or one given by
+path, is used as it is and never removed. Without --netns the NIC is
+created in vnic's own namespace.
+
+It needs root: run it with sudo.`,
 		Example: `  vnic up --netns lab                       # vnic0 = 198.18.0.1/15, fd00::1/64; peer .2
   ip netns exec lab curl -s 198.18.0.2/bytes/100000 | wc -c
   vnic up --netns a --wire netns:b          # a vnic pair: a's vnic0 .1, b's vnic0 .2
@@ -106,17 +109,17 @@ removed. Without --netns the NIC is created in vnic's own namespace.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.cfg.Name, "name", "vnic0", "interface name")
-	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing, removed on exit if created) or a path such as /proc/PID/ns/net (never created or removed)")
+	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing; removed on exit only if vnic created it and no other vnic daemon uses it) or a path such as /proc/PID/ns/net (never created or removed)")
 	fl.StringVar(&f.cfg.Wire, "wire", "peer", "the far end of the wire: peer (the gVisor host) or netns:B (a second vnic NIC in namespace B, a name or a path)")
 	fl.StringSliceVar(&f.addrs, "addr", nil, "interface address with prefix, repeatable (default 198.18.0.1/15 and fd00::1/64)")
 	fl.StringSliceVar(&f.peers, "peer", nil, "the far end's address (the gVisor peer's or the far NIC's), repeatable (default: the next address in each subnet)")
 	fl.IntVar(&f.cfg.MTU, "mtu", 1500, "interface (and wire) MTU")
 	fl.IntVar(&f.cfg.HWMTU, "hw-mtu", 0, "the NIC's hardware MTU, below --mtu: TCP is cut to fit by TSO behind the kernel's back, other larger frames are dropped (the forcedeth NIC)")
-	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file")
+	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file; created 0600, since it holds packet payloads, and never written through a symlink or into another user's file")
 	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
 	fl.StringVar(&f.engine, "engine", string(daemon.EngineVNIC), "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")
-	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock)")
+	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock); a stale socket a killed daemon left there is replaced, anything else refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

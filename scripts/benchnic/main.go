@@ -199,7 +199,7 @@ func removeNetns(name string) {
 		}
 	}
 	// What a killed daemon leaves in /run/vnic.
-	os.Remove(filepath.Join(daemon.RunDir, name+".netns-owner"))
+	os.Remove(nsutil.RecordPath(name))
 	os.Remove(daemon.ControlPath(name, "vnic0"))
 }
 

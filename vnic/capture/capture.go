@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"vnic/vnic/safefile"
 	"vnic/vnic/virtio"
 )
 
@@ -218,12 +219,15 @@ type NIC struct {
 	written [numPoints]uint64
 }
 
-// Create creates (or truncates) the pcapng file at path and starts the
-// writer goroutine. Close it to flush and close the file.
+// Create creates the pcapng file at path, mode 0600 (it holds packet
+// payloads), and starts the writer goroutine. Close it to flush and close
+// the file. It replaces a file the caller created earlier, but never
+// writes through a symbolic link or into another user's file
+// (safefile.Create).
 func Create(path string, opts Options) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := safefile.Create(path, safefile.Perm)
 	if err != nil {
-		return nil, fmt.Errorf("capture: create pcapng file: %w (check that the directory exists and is writable)", err)
+		return nil, fmt.Errorf("capture: pcapng file: %w", err)
 	}
 	w, err := newWriter(f, path, opts)
 	if err != nil {

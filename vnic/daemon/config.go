@@ -45,10 +45,11 @@ type Config struct {
 	// the far NIC has the same name in its namespace.
 	Name string
 	// Netns is the network namespace to put the interface in: a name (as
-	// `ip netns` names them), created if missing and removed on exit if
-	// this daemon created it; or a path to a namespace file
-	// (/proc/PID/ns/net, /run/netns/NAME), never created or removed. ""
-	// is the current namespace.
+	// `ip netns` names them), created if missing; or a path to a namespace
+	// file (/proc/PID/ns/net, /run/netns/NAME), never created or removed.
+	// "" is the current namespace. A named namespace vnic created is
+	// removed when the last vnic daemon using it exits (after a kill -9, by
+	// the next one); one vnic did not create is never removed (nsutil.Use).
 	Netns string
 	// Wire is the far end of the NIC's wire: "peer" (default), the gVisor
 	// peer host; or "netns:B", a second vnic NIC in namespace B (a name or

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vnic/vnic/capture"
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
@@ -23,7 +25,7 @@ import (
 // Errors Run returns for a machine that cannot host a vnic, to be tested
 // with errors.Is; the messages say what to do.
 var (
-	ErrNotRoot = errors.New("vnic up needs root (or CAP_NET_ADMIN)")
+	ErrNotRoot = errors.New("vnic up needs root") // the error says what the process lacks
 	ErrNoTUN   = errors.New("no /dev/net/tun")
 	ErrRunning = errors.New("a vnic daemon already serves this interface")
 )
@@ -38,7 +40,7 @@ type Daemon struct {
 	peer    *peer.Peer
 	pcap    *capture.Writer
 	ctl     net.Listener
-	created []string // namespaces this daemon created
+	netns   []*nsutil.Lease // the named namespaces this daemon uses
 	closers []func()
 	done    chan error
 	started time.Time
@@ -51,7 +53,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
-	if err := preflight(); err != nil {
+	if err := preflight(cfg); err != nil {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger.With("dev", cfg.Name), done: make(chan error, 2), started: time.Now()}
@@ -193,7 +195,8 @@ func Run(ctx context.Context, cfg Config) error {
 func (d *Daemon) Done() <-chan error { return d.done }
 
 // Close tears everything down: data path, far end, capture (flushed),
-// devices, control socket, and the namespaces this daemon created.
+// devices, control socket, and each named namespace vnic created that no
+// other vnic daemon uses.
 func (d *Daemon) Close() error {
 	d.teardown()
 	return nil
@@ -208,17 +211,15 @@ func (d *Daemon) teardown() {
 	}
 	d.closers = nil
 	if d.ctl != nil {
-		_ = d.ctl.Close()
-		_ = os.Remove(d.cfg.Control)
+		_ = d.ctl.Close() // removes the socket, if still ours
 		d.ctl = nil
 	}
-	for _, ns := range d.created {
-		if err := nsutil.Delete(ns); err != nil {
-			d.log.Warn("removing the namespace", "netns", ns, "err", err)
+	for i := len(d.netns) - 1; i >= 0; i-- {
+		if _, err := d.netns[i].Release(); err != nil {
+			d.log.Warn("removing the namespace", "netns", d.netns[i].Name(), "err", err)
 		}
-		_ = os.Remove(ownerPath(ns))
 	}
-	d.created = nil
+	d.netns = nil
 }
 
 // Stats returns a snapshot of every counter.
@@ -242,18 +243,65 @@ func (d *Daemon) Stats() Stats {
 // Config returns the normalized configuration.
 func (d *Daemon) Config() Config { return d.cfg }
 
-func preflight() error {
+// preflight checks that this machine and process can run cfg.
+func preflight(cfg Config) error {
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("%w: load the TUN driver with `modprobe tun` (in a container, pass --device /dev/net/tun)", ErrNoTUN)
 	}
-	if os.Geteuid() != 0 && !hasCapNetAdmin() {
-		return fmt.Errorf("%w: run it with sudo, or give the binary the capability: setcap cap_net_admin+ep $(which vnic)", ErrNotRoot)
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if missing := missingPrivileges(cfg); len(missing) > 0 {
+		return fmt.Errorf("%w: run it as root, e.g. with sudo (this process lacks %s)", ErrNotRoot, strings.Join(missing, "; "))
 	}
 	return nil
 }
 
-// hasCapNetAdmin reads CapEff from /proc/self/status.
-func hasCapNetAdmin() bool {
+// missingPrivileges lists what a process that is not root lacks to run
+// cfg. Tried as nobody: with CAP_NET_ADMIN alone the control socket in
+// /run/vnic (root's, 0700) cannot be made; a namespace needs CAP_SYS_ADMIN
+// (setns; for a name also unshare and the mount under /run/netns, which
+// must be writable); /dev/net/tun may be root's only. CAP_NET_ADMIN,
+// CAP_SYS_ADMIN and CAP_DAC_OVERRIDE together work — and make the binary
+// root for anyone who can run it, so the advice is sudo.
+func missingPrivileges(cfg Config) []string {
+	var missing, paths []string
+	if !hasCap(unix.CAP_NET_ADMIN) {
+		missing = append(missing, "CAP_NET_ADMIN")
+	}
+	netns, named := false, false
+	for _, ns := range []string{cfg.Netns, cfg.FarNetns()} {
+		netns = netns || ns != ""
+		named = named || ns != "" && !nsutil.IsPath(ns)
+	}
+	if netns && !hasCap(unix.CAP_SYS_ADMIN) {
+		missing = append(missing, "CAP_SYS_ADMIN (for --netns, --wire netns:B)")
+	}
+	writable := func(p string) bool {
+		return unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS) == nil
+	}
+	need := []string{"/dev/net/tun", RunDir}
+	if named {
+		need = append(need, nsutil.RunDir)
+	}
+	for _, p := range need {
+		q := p
+		if _, err := os.Stat(p); err != nil {
+			q = filepath.Dir(p) // vnic makes it
+		}
+		if !writable(q) {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) > 0 {
+		missing = append(missing, "write access to "+strings.Join(paths, ", "))
+	}
+	return missing
+}
+
+// hasCap reports whether the process has capability c in its effective
+// set (CapEff in /proc/self/status).
+func hasCap(c int) bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return false
@@ -261,72 +309,40 @@ func hasCapNetAdmin() bool {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
 			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<12) != 0 // CAP_NET_ADMIN = 12
+			return err == nil && caps&(1<<c) != 0
 		}
 	}
 	return false
 }
 
-// ownerPath marks a namespace this daemon created, with its PID, so that
-// after a kill -9 the next `vnic up` knows the namespace is a leftover it
-// may adopt and remove on exit.
-func ownerPath(netns string) string { return filepath.Join(RunDir, netns+".netns-owner") }
-
-// enterNetns creates the named namespace ns if missing (or adopts one a
-// dead daemon left), recording it to be removed on exit.
+// enterNetns takes the named namespace ns: creates it if missing, or
+// joins one vnic created (adopting it if the daemons that used it died).
+// The last vnic daemon to leave a namespace vnic created removes it; one
+// vnic did not create (ip netns add, or a name deleted and made anew by
+// someone else) stays. See nsutil.Use.
 func (d *Daemon) enterNetns(ns string) error {
-	created := false
-	if nsutil.Exists(ns) {
-		if pid, ok := readOwner(ns); ok && !processAlive(pid) {
-			d.log.Info("adopting a namespace left by a daemon that died", "netns", ns, "pid", pid)
-			created = true
-		}
-	} else {
-		c, err := nsutil.Create(ns)
-		if err != nil {
-			return fmt.Errorf("creating network namespace %q: %w", ns, err)
-		}
-		created = c
+	l, err := nsutil.Use(ns, "vnic up --name "+d.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %w", ns, err)
 	}
-	if created {
-		_ = os.WriteFile(ownerPath(ns), []byte(strconv.Itoa(os.Getpid())), 0o600)
-		d.created = append(d.created, ns)
+	d.netns = append(d.netns, l)
+	switch r := l.Record(); {
+	case l.Adopted():
+		d.log.Info("adopting a namespace left by a daemon that died", "netns", r.Name, "pid", r.PID, "by", r.By)
+	case !l.Owned():
+		d.log.Info("using a namespace vnic did not create: it stays on exit", "netns", ns)
 	}
 	return nil
 }
 
-func readOwner(ns string) (int, bool) {
-	b, err := os.ReadFile(ownerPath(ns))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid, err == nil
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// takeControlSocket listens on the control socket, removing a stale one
-// (left by a daemon that was killed) and refusing to start when a live
-// daemon answers there.
+// takeControlSocket listens on the control socket, replacing a stale one
+// (left by a daemon of ours that was killed), refusing to start when a
+// live daemon answers there, and touching nothing else at the path (see
+// listenControl).
 func (d *Daemon) takeControlSocket() error {
-	path := d.cfg.Control
-	if _, err := os.Stat(path); err == nil {
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("%w: %s answers; stop that daemon first, or choose another --name", ErrRunning, path)
-		}
-		_ = os.Remove(path)
-	}
-	old := syscall.Umask(0o077) // root only: the socket is created 0600
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	l, err := listenControl(d.cfg.Control)
 	if err != nil {
-		return fmt.Errorf("control socket %s: %w", path, err)
+		return err
 	}
 	d.ctl = l
 	return nil

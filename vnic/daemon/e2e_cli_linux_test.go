@@ -127,7 +127,7 @@ func TestE2EKill9LeavesNothingToTripOver(t *testing.T) {
 	if nsutil.Exists(ns) {
 		t.Errorf("namespace %s still there after the second daemon's SIGTERM", ns)
 	}
-	for _, p := range []string{ctl, filepath.Join(daemon.RunDir, ns+".netns-owner")} {
+	for _, p := range []string{ctl, nsutil.RecordPath(ns)} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s left behind", p)
 		}

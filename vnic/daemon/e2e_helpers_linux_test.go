@@ -93,7 +93,7 @@ func uniqueNetns(t *testing.T) string {
 			t.Errorf("namespace %s left behind; removing it", ns)
 			_ = nsutil.Delete(ns)
 		}
-		_ = os.Remove(filepath.Join(daemon.RunDir, ns+".netns-owner"))
+		_ = os.Remove(nsutil.RecordPath(ns))
 		_ = os.Remove(daemon.ControlPath(ns, "vnic0"))
 	})
 	return ns

@@ -249,7 +249,8 @@ func (r *runner) setupRouters(ctx context.Context) error {
 			if !strings.Contains(strings.TrimSpace(p), " ") {
 				args = fmt.Sprintf("%s dev %s", p, h.Nics()[0].Name)
 			}
-			if _, err := r.shell(ctx, h.Name, "ip route add "+args); err != nil {
+			// Arguments to ip, not a shell command line (r.ip).
+			if _, err := r.ip(ctx, h.Name, append([]string{"route", "add"}, strings.Fields(args)...)...); err != nil {
 				return fmt.Errorf("lab: host %s: %w", h.Name, err)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/peer"
+	"vnic/vnic/safefile"
 	"vnic/vnic/traffic"
 	"vnic/vnic/view"
 	"vnic/vnic/wire"
@@ -73,8 +74,12 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 	if err := s.Validate(); err != nil {
 		return res, err
 	}
+	if os.Geteuid() != 0 {
+		return res, ErrNotRoot
+	}
 	opt.normalize()
-	if err := os.MkdirAll(opt.Out, 0o755); err != nil {
+	cleanLeftovers(opt.Stdout, opt.Logger) // of runs killed earlier
+	if err := safefile.MkdirAll(opt.Out, 0o755); err != nil {
 		return res, fmt.Errorf("lab: --out %s: %w", opt.Out, err)
 	}
 	var rnd [3]byte
@@ -133,12 +138,19 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	s := r.s
 	for _, h := range s.Hosts {
 		ns := namespace(s.Name, h.Name, r.suffix)
-		if _, err := nsutil.Create(ns); err != nil {
+		// Recorded as this run's, so that if it is killed the next run
+		// or `vnic lab clean` removes it (Clean).
+		lease, err := nsutil.Use(ns, ownerPrefix+s.Name)
+		if err != nil {
 			return fmt.Errorf("lab: creating namespace %s: %w", ns, err)
+		}
+		if !lease.Created() {
+			_, _ = lease.Release()
+			return fmt.Errorf("lab: namespace %s exists already (not this run's): run again", ns)
 		}
 		r.ns[h.Name] = ns
 		r.onClose(func() {
-			if err := nsutil.Delete(ns); err != nil {
+			if _, err := lease.Release(); err != nil {
 				r.log.Warn("removing namespace", "netns", ns, "err", err)
 			}
 		})
@@ -399,9 +411,24 @@ func (r *runner) drops() map[string]uint64 {
 	return m
 }
 
-// shell runs command in host's namespace.
+// ip runs `ip -n NS args...` for host, without a shell, so that what
+// comes from a scenario file stays arguments to ip.
+func (r *runner) ip(ctx context.Context, host string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"-n", r.ns[host]}, args...)...)
+	cmd.Env = shellEnv()
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("[%s] ip %s: %w: %s", host, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// shell runs command in host's namespace, as root, with only PATH, HOME,
+// TERM and LANG of the caller's environment (shellEnv).
 func (r *runner) shell(ctx context.Context, host, command string) (string, error) {
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.ns[host], "sh", "-c", command)
+	cmd.Env = shellEnv()
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -591,7 +618,7 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: desc, Explanation: st.Explanation,
 			Packets: shown, View: textOpts, Drops: sr.drops, Expectations: exps})
 	}
-	f, err := os.Create(res.Report)
+	f, err := safefile.Create(res.Report, safefile.Perm)
 	if err != nil {
 		return res, fmt.Errorf("lab: %w", err)
 	}
@@ -774,7 +801,8 @@ func (d *discardService) close() {
 // Options configure Run.
 type Options struct {
 	// Out is the directory for <scenario>.pcapng and report.html
-	// (default "lab-out"); created if missing.
+	// (default "lab-out"); created if missing. Both are created 0600 and
+	// never through a symlink or into another user's file (safefile).
 	Out string
 	// Stdout receives the printed views (default os.Stdout).
 	Stdout io.Writer

@@ -16,6 +16,15 @@
 // devices, netlink handles) stay bound to it and can be used from any
 // thread afterwards; that is how Handle and the daemon's devices work.
 //
+// Ownership: Use, Lease.Release and Sweep let vnic remove only the named
+// namespaces it created. A Record (under OwnerDir) holds each one's ID —
+// the nsfs device and inode and the netns cookie, so that a name deleted
+// and made anew by someone else is not taken for vnic's — and every vnic
+// process using it holds a flock(2) on the record, which the kernel drops
+// when the process dies, even by kill -9. The last user removes the
+// namespace; Sweep removes those whose users all died. Only names have
+// owners: a namespace given by path is never created or removed.
+//
 // Linux only; elsewhere every function returns an error wrapping
 // errors.ErrUnsupported.
 package nsutil

@@ -40,3 +40,33 @@ func SysctlValue(name, key string) (string, error) { return "", errUnsupported }
 
 // WriteSysfs returns an error wrapping errors.ErrUnsupported.
 func WriteSysfs(name, rel, value string) error { return errUnsupported }
+
+// Lease is a process's use of a named namespace; off Linux there is none.
+type Lease struct{}
+
+// Use returns an error wrapping errors.ErrUnsupported.
+func Use(name, by string) (*Lease, error) { return nil, errUnsupported }
+
+// Name returns "".
+func (l *Lease) Name() string { return "" }
+
+// Owned reports false.
+func (l *Lease) Owned() bool { return false }
+
+// Created reports false.
+func (l *Lease) Created() bool { return false }
+
+// Adopted reports false.
+func (l *Lease) Adopted() bool { return false }
+
+// Record returns the zero Record.
+func (l *Lease) Record() Record { return Record{} }
+
+// Release does nothing.
+func (l *Lease) Release() (bool, error) { return false, nil }
+
+// Sweep returns an error wrapping errors.ErrUnsupported.
+func Sweep(match func(Record) bool) ([]Record, error) { return nil, errUnsupported }
+
+// Identify returns an error wrapping errors.ErrUnsupported.
+func Identify(name string) (ID, error) { return ID{}, errUnsupported }
