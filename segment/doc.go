@@ -26,8 +26,15 @@
 //   - skb_checksum_help (net/core/dev.c): checksum completion for a
 //     NEEDS_CSUM packet that is not segmented.
 //
-// Segment is pure (no syscalls) and allocation-free; errors are typed and
-// name a stable drop reason (see Reason) the daemon counts by.
+// A caller asks first, then cuts: NewPlan does every check and returns a
+// Plan that says how many wire packets the frame makes (Segments) and how
+// large the largest is (MaxSize); Plan.Cut writes them into the caller's
+// buffers and fails only when those are too few or too small. Segment is
+// NewPlan followed by Cut.
+//
+// Segment, NewPlan and Cut are pure (no syscalls) and allocation-free;
+// errors are typed and name a stable drop reason (see Reason) the daemon
+// counts by.
 //
 // On top of the kernel's rules, Options.MaxPacket models a NIC whose
 // hardware MTU is smaller than what the stack was told: TSO then cuts at a

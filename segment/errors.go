@@ -72,11 +72,13 @@ var (
 	// larger than Options.MaxPacket, a USO datagram would be, or MaxPacket
 	// leaves no room for payload after the headers.
 	ErrTooBig = &DropError{drop.ExceedsMTU, "packet exceeds the hardware MTU"}
-	// ErrTooManySegments (caller's buffers): more segments than len(out) or
-	// len(sizes).
+	// ErrTooManySegments (caller's buffers, reported by Cut and Segment,
+	// never NewPlan): more segments than len(out) or len(sizes). A caller
+	// that asks Plan.Segments first never gets it.
 	ErrTooManySegments = &DropError{drop.TooManySegments, "more segments than output buffers"}
-	// ErrBufferTooSmall (caller's buffers): an output buffer cannot hold
-	// offset plus its packet.
+	// ErrBufferTooSmall (caller's buffers, reported by Cut and Segment,
+	// never NewPlan): a negative offset, or an output buffer that cannot
+	// hold offset plus its packet (offset + Plan.MaxSize always does).
 	ErrBufferTooSmall = &DropError{drop.BufferSmall, "output buffer too small"}
 )
 

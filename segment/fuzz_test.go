@@ -19,7 +19,8 @@ var fuzzOut, fuzzSizes = newBufs(160, fuzzOffset+65536)
 // inside the buffers. With a valid packet generated from the same inputs
 // by pkttest, it must either refuse with one of the errors a valid packet
 // can get, or emit packets that all verify and whose payloads concatenate
-// to the original payload.
+// to the original payload. In both halves a Plan must agree with Segment
+// and measure exactly what its Cut writes (planCheck).
 func FuzzSegment(f *testing.F) {
 	for i, p := range []pkttest.Packet{
 		{Flags: pkttest.ACK | pkttest.PSH, Payload: pkttest.Payload(5000, 1)},
@@ -56,6 +57,7 @@ func FuzzSegment(f *testing.F) {
 		} else if Reason(err) == drop.Internal {
 			t.Fatalf("untyped error %v", err)
 		}
+		fuzzPlan(t, h, pkt, opt, err)
 
 		// Half two: a valid packet.
 		p := pkttest.Packet{
@@ -89,6 +91,7 @@ func FuzzSegment(f *testing.F) {
 		}
 		opt.MaxPacket = int(maxPacket) % 9001
 		n, err = Segment(vh, pkt, fuzzOut, fuzzSizes, fuzzOffset, opt)
+		fuzzPlan(t, vh, pkt, opt, err)
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrTooManySegments), errors.Is(err, ErrUSOSegments), errors.Is(err, ErrTooBig):
@@ -114,4 +117,21 @@ func FuzzSegment(f *testing.F) {
 			t.Fatalf("valid %s at gso_size %d: payloads joined to %d bytes, want %d", name(p), mss, len(joined), len(p.Payload))
 		}
 	})
+}
+
+// fuzzPlan checks a Plan agrees with what Segment did (err) and measures
+// exactly what its Cut writes (planCheck), for frames of at most
+// len(fuzzOut) packets; a bigger one must be what made Segment run out of
+// buffers.
+func fuzzPlan(t *testing.T, h virtio.Hdr, pkt []byte, opt Options, err error) {
+	t.Helper()
+	if p, perr := NewPlan(h, pkt, opt); perr == nil && p.Segments() > len(fuzzOut) {
+		if !errors.Is(err, ErrTooManySegments) {
+			t.Fatalf("Plan of %d packets, %d buffers: Segment said %v", p.Segments(), len(fuzzOut), err)
+		}
+		return
+	}
+	if _, perr := planCheck(h, pkt, opt); (perr == nil) != (err == nil) || perr != nil && Reason(perr) == drop.Internal {
+		t.Fatalf("Segment: %v; Plan: %v", err, perr)
+	}
 }

@@ -156,6 +156,18 @@ func kernelCompare(t *testing.T, o *kerneltest.GSO, c kcase) {
 	if k != len(kern) {
 		t.Errorf("kernel made %d packets, Segment %d (header %v)", len(kern), k, h)
 	}
+	// The Plan measured what the kernel made.
+	plan, err := segment.NewPlan(h, fwd, segment.Options{})
+	if err != nil {
+		t.Fatalf("Segment accepted, NewPlan refused: %v", err)
+	}
+	largest := 0
+	for _, p := range kern {
+		largest = max(largest, len(p))
+	}
+	if plan.Segments() != len(kern) || plan.MaxSize() != largest {
+		t.Errorf("Plan: %d packets of up to %d bytes; the kernel made %d of up to %d", plan.Segments(), plan.MaxSize(), len(kern), largest)
+	}
 	bad := 0
 	for i := 0; i < min(k, len(kern)); i++ {
 		ours := out[i][offset : offset+sizes[i]]

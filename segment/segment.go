@@ -81,10 +81,61 @@ const (
 	udpMaxSegments = 128
 )
 
+// Plan is one frame checked and measured, ready to cut: NewPlan does
+// every check Segment does and keeps the offsets it parsed, so a caller
+// can ask how many wire packets the frame makes (Segments) and how big the
+// largest is (MaxSize) before it finds buffers for them, then Cut. Segment
+// is NewPlan followed by Cut.
+//
+// A Plan refers to the frame's bytes (it does not copy them): pkt must not
+// change between NewPlan and Cut. Cut only reads it, so one Plan may be cut
+// any number of times. The zero Plan cuts nothing. Plan is a small value
+// type; NewPlan and Cut do not allocate on success.
+type Plan struct {
+	pkt  []byte
+	kind planKind
+	nseg int // wire packets Cut writes
+	max  int // the largest of them
+
+	// planSingle: copied, checksum completed unless partial.
+	needsCsum             bool
+	csumStart, csumOffset int
+
+	// planTSO, planUSO.
+	v6      bool
+	l4      int // offset of the L4 header
+	hdrLen  int // IP + L4 headers
+	mss     int
+	base    uint16 // the L4 pseudo-header sum without the length
+	fixedID bool
+	accECN  bool
+	partial bool // Options.PartialChecksum, for a NEEDS_CSUM frame
+}
+
+// planKind is how Cut makes the frame's wire packets.
+type planKind uint8
+
+const (
+	planNone   planKind = iota // the zero Plan
+	planSingle                 // one packet, as it is (skb_checksum_help)
+	planTSO                    // tcp_gso_segment
+	planUSO                    // __udp_gso_segment
+)
+
+// Segments returns how many wire packets Cut writes: at least 1 for a
+// Plan NewPlan returned, 0 for the zero Plan.
+func (p *Plan) Segments() int { return p.nseg }
+
+// MaxSize returns the size in bytes of the largest packet Cut writes (the
+// first one; a segmented frame's last one may be shorter): a buffer of
+// offset + MaxSize bytes holds any of them.
+func (p *Plan) MaxSize() int { return p.max }
+
 // Segment splits one packet pkt (an IPv4 or IPv6 packet, no virtio header,
 // up to 64 KiB) as described by hdr into wire packets, writing packet i into
 // out[i][offset:] and its length into sizes[i]. It returns the number of
-// packets written. No allocation.
+// packets written. No allocation. It is NewPlan followed by Cut; a caller
+// that sizes or batches its buffers per frame asks the Plan first.
 //
 // pkt is only read. hdr.HdrLen is ignored: the kernel's is not trustworthy
 // (on forwarding paths it is the whole first packet), so the header length
@@ -95,6 +146,20 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 	if offset < 0 {
 		return 0, errf(ErrBufferTooSmall, "negative offset %d", offset)
 	}
+	p, err := NewPlan(hdr, pkt, opt)
+	if err != nil {
+		return 0, err
+	}
+	return p.Cut(out, sizes, offset)
+}
+
+// NewPlan checks the frame (hdr, then pkt: an IPv4 or IPv6 packet, no
+// virtio header) the way the kernel does when a TUN device receives it and
+// when its software GSO segments it, and measures what Cut will make of
+// it. On error the error wraps one of the Err sentinels (never
+// ErrTooManySegments or ErrBufferTooSmall, which only Cut reports); Reason
+// names it. pkt is only read, and is referred to by the Plan.
+func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 	n := len(pkt)
 	needsCsum := hdr.Flags&virtio.FlagNeedsCsum != 0
 	gsoSize := int(hdr.GSOSize)
@@ -114,48 +179,48 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 			tcp, thlen, nhMin = true, tcpMinHeader, ipv6Header
 		case virtio.GSOUDPL4:
 			if hdr.GSOType&virtio.GSOECN != 0 {
-				return 0, errf(ErrGSOType, "gso_type %#02x: the ECN bit on UDP_L4", hdr.GSOType)
+				return Plan{}, errf(ErrGSOType, "gso_type %#02x: the ECN bit on UDP_L4", hdr.GSOType)
 			}
 			thlen = udpHeader
 		case virtio.GSOUDP:
-			return 0, errf(ErrGSOType, "gso_type %#02x: UFO (IP fragmentation) is not supported", hdr.GSOType)
+			return Plan{}, errf(ErrGSOType, "gso_type %#02x: UFO (IP fragmentation) is not supported", hdr.GSOType)
 		default:
-			return 0, errf(ErrGSOType, "gso_type %#02x (%s)", hdr.GSOType, virtio.GSOName(hdr.GSOType))
+			return Plan{}, errf(ErrGSOType, "gso_type %#02x (%s)", hdr.GSOType, virtio.GSOName(hdr.GSOType))
 		}
 		if gsoSize == 0 {
-			return 0, errf(ErrGSOSizeZero, "gso_type %s", virtio.GSOName(hdr.GSOType))
+			return Plan{}, errf(ErrGSOSizeZero, "gso_type %s", virtio.GSOName(hdr.GSOType))
 		}
 	}
 	pOff := 0 // where the virtio layer thinks the payload starts
 	if needsCsum {
 		need := csumStart + max(thlen, csumOffset+2)
 		if need > n {
-			return 0, errf(ErrCsum, "csum_start %d + max(L4 header %d, csum_offset %d + 2) = %d, past the %d-byte packet",
+			return Plan{}, errf(ErrCsum, "csum_start %d + max(L4 header %d, csum_offset %d + 2) = %d, past the %d-byte packet",
 				csumStart, thlen, csumOffset, need, n)
 		}
 		if csumStart < nhMin {
-			return 0, errf(ErrCsum, "csum_start %d inside the minimal %d-byte IP header", csumStart, nhMin)
+			return Plan{}, errf(ErrCsum, "csum_start %d inside the minimal %d-byte IP header", csumStart, nhMin)
 		}
 		pOff = csumStart + thlen
 	} else if gso {
 		if !tcp {
-			return 0, errf(ErrNeedsCsum, "gso_type %s, flags %#02x", virtio.GSOName(hdr.GSOType), hdr.Flags)
+			return Plan{}, errf(ErrNeedsCsum, "gso_type %s, flags %#02x", virtio.GSOName(hdr.GSOType), hdr.Flags)
 		}
 		pOff = nhMin + thlen
 		if pOff > n {
-			return 0, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and TCP header", n, pOff)
+			return Plan{}, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and TCP header", n, pOff)
 		}
 	}
 	if gso {
 		if tcp && needsCsum && csumOffset != tcpCsumOffset {
-			return 0, errf(ErrCsum, "csum_offset %d for TCP, want %d", csumOffset, tcpCsumOffset)
+			return Plan{}, errf(ErrCsum, "csum_offset %d for TCP, want %d", csumOffset, tcpCsumOffset)
 		}
 		if !tcp {
 			if csumOffset != udpCsumOffset {
-				return 0, errf(ErrCsum, "csum_offset %d for UDP, want %d", csumOffset, udpCsumOffset)
+				return Plan{}, errf(ErrCsum, "csum_offset %d for UDP, want %d", csumOffset, udpCsumOffset)
 			}
 			if n-pOff > gsoSize*udpMaxSegments {
-				return 0, errf(ErrUSOSegments, "%d payload bytes at gso_size %d is more than %d datagrams",
+				return Plan{}, errf(ErrUSOSegments, "%d payload bytes at gso_size %d is more than %d datagrams",
 					n-pOff, gsoSize, udpMaxSegments)
 			}
 		}
@@ -164,14 +229,21 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 	// The IP header, checked the way tun and ip_rcv/ipv6_rcv check it.
 	v6, err := checkIP(pkt)
 	if err != nil {
-		return 0, err
+		return Plan{}, err
 	}
 
 	// "Too small packets are not really GSO ones" (__virtio_net_hdr_to_skb):
 	// a frame whose payload, measured after the minimal L4 header, fits in
 	// gso_size goes out as one packet with only its checksum completed.
 	if !gso || n-pOff <= gsoSize {
-		return single(pkt, needsCsum, csumStart, csumOffset, out, sizes, offset, opt)
+		if opt.MaxPacket > 0 && n > opt.MaxPacket {
+			return Plan{}, errf(ErrTooBig, "%d-byte packet, not segmented, exceeds MaxPacket %d", n, opt.MaxPacket)
+		}
+		return Plan{
+			pkt: pkt, kind: planSingle, nseg: 1, max: n,
+			needsCsum: needsCsum && !opt.PartialChecksum,
+			csumStart: csumStart, csumOffset: csumOffset,
+		}, nil
 	}
 
 	if tcp && v6 != (hdr.GSOType&^virtio.GSOECN == virtio.GSOTCPv6) {
@@ -179,115 +251,113 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 		if v6 {
 			ver = 6
 		}
-		return 0, errf(ErrIPVersion, "gso_type %s on an IPv%d packet", virtio.GSOName(hdr.GSOType), ver)
+		return Plan{}, errf(ErrIPVersion, "gso_type %s on an IPv%d packet", virtio.GSOName(hdr.GSOType), ver)
 	}
 	l4, proto, err := findL4(pkt, v6)
 	if err != nil {
-		return 0, err
+		return Plan{}, err
 	}
 	wantProto := uint8(protoUDP)
 	if tcp {
 		wantProto = protoTCP
 	}
 	if proto != wantProto {
-		return 0, errf(ErrL4Proto, "IP protocol %d at offset %d, gso_type %s wants %d",
+		return Plan{}, errf(ErrL4Proto, "IP protocol %d at offset %d, gso_type %s wants %d",
 			proto, l4, virtio.GSOName(hdr.GSOType), wantProto)
 	}
 	if needsCsum && l4 != csumStart {
-		return 0, errf(ErrCsum, "csum_start %d, but the IP header puts the L4 header at %d", csumStart, l4)
+		return Plan{}, errf(ErrCsum, "csum_start %d, but the IP header puts the L4 header at %d", csumStart, l4)
 	}
 	l4len, err := virtio.L4HeaderLen(pkt, l4, tcp)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrL4Header, err)
+		return Plan{}, fmt.Errorf("%w: %w", ErrL4Header, err)
 	}
 	hdrLen := l4 + l4len
 	payload := n - hdrLen
 	if payload <= gsoSize {
 		// tcp_gso_segment: "if (unlikely(skb->len <= mss)) goto out" with
 		// segs = -EINVAL; the virtio layer assumed a 20-byte TCP header.
-		return 0, errf(ErrGSOShort, "%d payload bytes after %d bytes of headers, gso_size %d", payload, hdrLen, gsoSize)
+		return Plan{}, errf(ErrGSOShort, "%d payload bytes after %d bytes of headers, gso_size %d", payload, hdrLen, gsoSize)
 	}
 
 	mss := gsoSize
 	if opt.MaxPacket > 0 {
 		room := opt.MaxPacket - hdrLen
 		if room <= 0 {
-			return 0, errf(ErrTooBig, "MaxPacket %d leaves no payload after %d bytes of headers", opt.MaxPacket, hdrLen)
+			return Plan{}, errf(ErrTooBig, "MaxPacket %d leaves no payload after %d bytes of headers", opt.MaxPacket, hdrLen)
 		}
 		if tcp {
 			mss = min(mss, room)
 		} else if mss > room {
-			return 0, errf(ErrTooBig, "USO datagram of %d bytes (gso_size %d) exceeds MaxPacket %d",
+			return Plan{}, errf(ErrTooBig, "USO datagram of %d bytes (gso_size %d) exceeds MaxPacket %d",
 				hdrLen+mss, gsoSize, opt.MaxPacket)
 		}
 	}
-	nseg := (payload + mss - 1) / mss
-	if nseg > len(out) || nseg > len(sizes) {
-		return 0, errf(ErrTooManySegments, "%d segments of %d bytes, %d output buffers and %d sizes",
-			nseg, mss, len(out), len(sizes))
-	}
-	last := payload - (nseg-1)*mss
-	for i := 0; i < nseg; i++ {
-		size := hdrLen + mss
-		if i == nseg-1 {
-			size = hdrLen + last
-		}
-		if len(out[i]) < offset+size {
-			return 0, errf(ErrBufferTooSmall, "buffer %d has %d bytes, need offset %d + %d", i, len(out[i]), offset, size)
-		}
-	}
-
-	s := split{
-		pkt: pkt, out: out, sizes: sizes, offset: offset,
-		v6: v6, l4: l4, hdrLen: hdrLen, mss: mss, nseg: nseg,
+	p := Plan{
+		pkt: pkt, v6: v6, l4: l4, hdrLen: hdrLen, mss: mss,
+		nseg:    (payload + mss - 1) / mss,
+		max:     hdrLen + min(mss, payload),
 		fixedID: opt.FixedID,
 		partial: opt.PartialChecksum && needsCsum,
 	}
 	if tcp {
+		p.kind, p.accECN = planTSO, opt.AccECN
 		// The kernel does not recompute the pseudo-header: it takes the
 		// sum the sender left in the checksum field and swaps the
 		// super-packet's L4 length for each segment's (tcp_gso_segment's
 		// delta). Without NEEDS_CSUM, tcp4/tcp6_gso_segment first write
 		// that sum from the addresses (__tcp_v4_send_check).
-		var base uint16
 		if needsCsum {
-			base = checksum.Combine(binary.BigEndian.Uint16(pkt[l4+tcpCsumOffset:]), ^uint16(n-l4))
+			p.base = checksum.Combine(binary.BigEndian.Uint16(pkt[l4+tcpCsumOffset:]), ^uint16(n-l4))
 		} else {
-			base = pseudoNoLength(pkt, v6, protoTCP)
+			p.base = pseudoNoLength(pkt, v6, protoTCP)
 		}
-		s.tso(base, opt.AccECN)
 	} else {
 		// __udp_gso_segment does the same with the UDP length field (not
 		// the buffer length): csum16_sub(uh->check, uh->len).
-		base := checksum.Combine(binary.BigEndian.Uint16(pkt[l4+udpCsumOffset:]), ^binary.BigEndian.Uint16(pkt[l4+4:]))
-		s.uso(base)
+		p.kind = planUSO
+		p.base = checksum.Combine(binary.BigEndian.Uint16(pkt[l4+udpCsumOffset:]), ^binary.BigEndian.Uint16(pkt[l4+4:]))
 	}
-	return nseg, nil
+	return p, nil
 }
 
-// single sends pkt as one packet: copied, and with NEEDS_CSUM its checksum
-// completed like skb_checksum_help: the bytes from csum_start to the end
-// (the checksum field holds the pseudo-header sum) are summed and the
-// folded complement is stored, 0 as 0xffff (CSUM_MANGLED_0) whatever the
-// protocol. The IP header is not touched.
-func single(pkt []byte, needsCsum bool, csumStart, csumOffset int, out [][]byte, sizes []int, offset int, opt Options) (int, error) {
-	n := len(pkt)
-	if opt.MaxPacket > 0 && n > opt.MaxPacket {
-		return 0, errf(ErrTooBig, "%d-byte packet, not segmented, exceeds MaxPacket %d", n, opt.MaxPacket)
+// Cut writes the Plan's wire packets: packet i into out[i][offset:] and
+// its length into sizes[i]; it returns how many it wrote (Segments). It
+// fails only for the caller's buffers: ErrTooManySegments when out or
+// sizes has fewer than Segments entries, ErrBufferTooSmall when offset is
+// negative or a buffer cannot hold offset plus its packet (MaxSize
+// bytes always suffice); nothing is written then. No allocation.
+func (p *Plan) Cut(out [][]byte, sizes []int, offset int) (int, error) {
+	if offset < 0 {
+		return 0, errf(ErrBufferTooSmall, "negative offset %d", offset)
 	}
-	if len(out) < 1 || len(sizes) < 1 {
-		return 0, errf(ErrTooManySegments, "1 packet, %d output buffers and %d sizes", len(out), len(sizes))
+	if p.nseg > len(out) || p.nseg > len(sizes) {
+		return 0, errf(ErrTooManySegments, "%d packets of up to %d bytes, %d output buffers and %d sizes",
+			p.nseg, p.max, len(out), len(sizes))
 	}
-	if len(out[0]) < offset+n {
-		return 0, errf(ErrBufferTooSmall, "buffer 0 has %d bytes, need offset %d + %d", len(out[0]), offset, n)
+	for i := 0; i < p.nseg; i++ {
+		size := p.max
+		if i == p.nseg-1 && p.kind != planSingle {
+			size = len(p.pkt) - (p.nseg-1)*p.mss
+		}
+		if len(out[i]) < offset+size {
+			return 0, errf(ErrBufferTooSmall, "buffer %d has %d bytes, need offset %d + %d", i, len(out[i]), offset, size)
+		}
 	}
-	o := out[0][offset : offset+n]
-	copy(o, pkt)
-	if needsCsum && !opt.PartialChecksum {
-		CompleteChecksum(o, csumStart, csumOffset)
+	switch p.kind {
+	case planSingle:
+		o := out[0][offset : offset+len(p.pkt)]
+		copy(o, p.pkt)
+		if p.needsCsum {
+			CompleteChecksum(o, p.csumStart, p.csumOffset)
+		}
+		sizes[0] = len(p.pkt)
+	case planTSO:
+		p.tso(out, sizes, offset)
+	case planUSO:
+		p.uso(out, sizes, offset)
 	}
-	sizes[0] = n
-	return 1, nil
+	return p.nseg, nil
 }
 
 // CompletePartial completes, in place, a TCP/UDP checksum that
@@ -398,26 +468,11 @@ func pseudoNoLength(pkt []byte, v6 bool, proto uint16) uint16 {
 	return checksum.Checksum(pkt[12:20], proto)
 }
 
-// split holds what every segment of one super-packet shares.
-type split struct {
-	pkt     []byte
-	out     [][]byte
-	sizes   []int
-	offset  int
-	v6      bool
-	l4      int // offset of the L4 header
-	hdrLen  int // IP + L4 headers
-	mss     int
-	nseg    int
-	fixedID bool
-	partial bool // Options.PartialChecksum, for a NEEDS_CSUM frame
-}
-
 // ip writes the per-segment IP fields into the copied header o: IPv6
 // payload length; IPv4 total length, ID and header checksum
 // (inet_gso_segment's ip_send_check over the whole header, options
 // included).
-func (s *split) ip(o []byte, i, size int, id uint16) {
+func (s *Plan) ip(o []byte, i, size int, id uint16) {
 	if s.v6 {
 		binary.BigEndian.PutUint16(o[4:6], uint16(size-ipv6Header))
 		return
@@ -431,10 +486,9 @@ func (s *split) ip(o []byte, i, size int, id uint16) {
 	binary.BigEndian.PutUint16(o[10:12], ^checksum.Checksum(o[:ihl], 0))
 }
 
-// tso emits TCP segments (tcp_gso_segment). base is the pseudo-header sum
-// without the length.
-func (s *split) tso(base uint16, accECN bool) {
-	pkt, hdrLen, l4 := s.pkt, s.hdrLen, s.l4
+// tso emits TCP segments (tcp_gso_segment).
+func (s *Plan) tso(out [][]byte, sizes []int, offset int) {
+	pkt, hdrLen, l4, base := s.pkt, s.hdrLen, s.l4, s.base
 	var id uint16
 	if !s.v6 {
 		id = binary.BigEndian.Uint16(pkt[4:6])
@@ -446,7 +500,7 @@ func (s *split) tso(base uint16, accECN bool) {
 		chunk := data[:min(s.mss, len(data))]
 		data = data[len(chunk):]
 		size := hdrLen + len(chunk)
-		o := s.out[i][s.offset : s.offset+size]
+		o := out[i][offset : offset+size]
 		copy(o[:hdrLen], pkt[:hdrLen])
 		copy(o[hdrLen:], chunk)
 		s.ip(o, i, size, id)
@@ -457,12 +511,12 @@ func (s *split) tso(base uint16, accECN bool) {
 		if i != s.nseg-1 {
 			f &^= tcpFIN | tcpPSH
 		}
-		if i != 0 && !accECN {
+		if i != 0 && !s.accECN {
 			f &^= tcpCWR
 		}
 		th[13] = f
 		pseudo := checksum.Combine(base, uint16(size-l4))
-		s.sizes[i] = size
+		sizes[i] = size
 		if s.partial {
 			binary.BigEndian.PutUint16(th[16:18], pseudo)
 			continue
@@ -473,10 +527,9 @@ func (s *split) tso(base uint16, accECN bool) {
 	}
 }
 
-// uso emits UDP datagrams (__udp_gso_segment). base is the pseudo-header
-// sum without the length.
-func (s *split) uso(base uint16) {
-	pkt, hdrLen, l4 := s.pkt, s.hdrLen, s.l4
+// uso emits UDP datagrams (__udp_gso_segment).
+func (s *Plan) uso(out [][]byte, sizes []int, offset int) {
+	pkt, hdrLen, l4, base := s.pkt, s.hdrLen, s.l4, s.base
 	var id uint16
 	if !s.v6 {
 		id = binary.BigEndian.Uint16(pkt[4:6])
@@ -486,7 +539,7 @@ func (s *split) uso(base uint16) {
 		chunk := data[:min(s.mss, len(data))]
 		data = data[len(chunk):]
 		size := hdrLen + len(chunk)
-		o := s.out[i][s.offset : s.offset+size]
+		o := out[i][offset : offset+size]
 		copy(o[:hdrLen], pkt[:hdrLen])
 		copy(o[hdrLen:], chunk)
 		s.ip(o, i, size, id)
@@ -494,7 +547,7 @@ func (s *split) uso(base uint16) {
 		uh := o[l4:hdrLen]
 		ulen := uint16(size - l4)
 		binary.BigEndian.PutUint16(uh[4:6], ulen)
-		s.sizes[i] = size
+		sizes[i] = size
 		if s.partial {
 			binary.BigEndian.PutUint16(uh[6:8], checksum.Combine(base, ulen))
 			continue
