@@ -65,6 +65,19 @@
 //     output).
 //   - Segments read from `out` carry an all-zero virtio header (no
 //     DATA_VALID).
+//   - gso_size 0xffff (GSO_BY_FRAGS) makes write(2) fail with EINVAL, for
+//     every gso type; so does hdr_len past the packet (past it plus 2
+//     behind a 12-byte header, GSOOptions.VnetHdrSize), GSO_NONE included.
+//   - Legacy UFO (gso_type UDP) is accepted: a datagram that fits in
+//     gso_size (UDP header included) comes out as one packet, a larger one
+//     as IP fragments (IPv4: the ID kept; IPv6: a fragment header with a
+//     hashed ID), each with a DATA_VALID header.
+//   - A frame longer than its IP length is trimmed to it by ip_rcv /
+//     ip6_rcv (after the virtio layer measured the whole frame), one
+//     shorter is dropped silently; so are IPv4 headers with a bad checksum
+//     or options ip_options_compile refuses, source routes, and IPv6
+//     hop-by-hop options ip6_parse_tlv refuses. An IPv4 total length of 0
+//     on a TCP GSO frame is taken as the frame's length (BIG TCP).
 //   - A packet that leaves unsegmented must fit the 65535-byte MTU: an
 //     IPv6 packet with a 65535-byte payload (65575 bytes) is dropped by
 //     forwarding (packet too big), so differential tests keep whole

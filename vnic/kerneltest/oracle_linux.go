@@ -42,7 +42,7 @@ type pair struct {
 	in, out *tunDev
 }
 
-func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads) *pair {
+func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads, inHdrLen int) *pair {
 	t.Helper()
 	ns := NewNetns(t)
 	p := &pair{ns: ns}
@@ -77,10 +77,10 @@ func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads)
 			}
 		}
 		var err error
-		if p.in, err = openTUN("in", inNAPI, inOffloads); err != nil {
+		if p.in, err = openTUN("in", inNAPI, inOffloads, inHdrLen); err != nil {
 			return err
 		}
-		if p.out, err = openTUN("out", false, outOffloads); err != nil {
+		if p.out, err = openTUN("out", false, outOffloads, 0); err != nil {
 			return err
 		}
 		for _, dev := range []string{"in", "out"} {
@@ -165,11 +165,24 @@ type GSO struct {
 	p *pair
 }
 
+// GSOOptions configures the GSO oracle's device `in`.
+type GSOOptions struct {
+	// VnetHdrSize is the virtio header size frames are written with: 10
+	// (0 means 10) or 12 (struct virtio_net_hdr_mrg_rxbuf, num_buffers
+	// written as 0).
+	//
+	// Equivalent to: ioctl(fd, TUNSETVNETHDRSZ, &size)
+	VnetHdrSize int
+}
+
 // NewGSO builds the segmentation recipe in a fresh namespace; everything is
 // removed in t.Cleanup.
-func NewGSO(t testing.TB) *GSO {
+func NewGSO(t testing.TB) *GSO { return NewGSOWith(t, GSOOptions{}) }
+
+// NewGSOWith is NewGSO with options.
+func NewGSOWith(t testing.TB, opt GSOOptions) *GSO {
 	t.Helper()
-	return &GSO{p: newPair(t, false, offloadsAll, 0)}
+	return &GSO{p: newPair(t, false, offloadsAll, 0, opt.VnetHdrSize)}
 }
 
 // Netns returns the oracle's namespace.
@@ -250,7 +263,7 @@ type GRO struct {
 // in t.Cleanup.
 func NewGRO(t testing.TB, opt GROOptions) *GRO {
 	t.Helper()
-	p := newPair(t, true, 0, offloadsAll)
+	p := newPair(t, true, 0, offloadsAll, 0)
 	for _, kv := range [][2]string{
 		{"class/net/in/gro_flush_timeout", "1000000"},
 		{"class/net/in/napi_defer_hard_irqs", "10"},
