@@ -369,9 +369,9 @@ func TestTrustChecksums(t *testing.T) {
 	}
 }
 
-// TestCWR: a segment carrying CWR completes its flow's held packet and
-// goes out alone; what follows merges. Consecutive CWR segments do not
-// merge either (probed on the 6.18 kernel oracle).
+// TestCWR: a segment carrying CWR completes its flow's held packet and is
+// never merged; what follows merges. Consecutive CWR segments do not merge
+// either (probed on the 6.18 kernel oracle).
 func TestCWR(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		g := newFlow(v6, false, 8)
@@ -389,9 +389,58 @@ func TestCWR(t *testing.T) {
 			if want := []int{200, 100, 200, 100, 100, 100}; !slices.Equal(got, want) {
 				t.Errorf("v6=%v %+v: got %v, want %v", v6, opt, got, want)
 			}
-			if st := e.Stats(); st.Passed[PassCWR] != 3 || st.Flushed[FlushCWR] != 2 {
+			// CWR completed [0,1], [3,4] and the CWR segment 5; the
+			// flag word completed CWR segments 2 and 6.
+			if st := e.Stats(); st.Flushed[FlushCWR] != 3 || st.Flushed[FlushTCPFlags] != 2 {
 				t.Errorf("stats %+v %+v", st.Passed, st.Flushed)
 			}
+		}
+	}
+}
+
+// TestCWRHeldUntilNextSegmentOrPollEnd: tcp_gro_receive does not merge a
+// CWR segment, but out_check_final (mss 1) does not flush it either, so
+// dev_gro_receive holds it as a new head: it leaves when the next segment
+// of its flow comes or at the end of the poll, after packets of other
+// flows held before it, and it takes one of the MAX_GRO_SKBS slots.
+func TestCWRHeldUntilNextSegmentOrPollEnd(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		// Order: B1 A1 A2(CWR) B2 → A1, B1+B2, A2 (the held list in age
+		// order at the end of the poll).
+		a, b := newFlow(v6, false, 20), newFlow(v6, false, 21)
+		b1, a1, a2, b2 := b.next(100, 0), a.next(100, 0), a.next(100, pkttest.CWR), b.next(100, 0)
+		var got []string
+		for _, o := range run(t, New(Options{}), b1, a1, a2, b2) {
+			got = append(got, fmt.Sprintf("%d:%d", o.idx, payloadLen(o.pkt)))
+		}
+		if want := []string{"1:100", "0:200", "2:100"}; !slices.Equal(got, want) {
+			t.Errorf("v6=%v: got %v, want %v", v6, got, want)
+		}
+
+		// Slots: seven flows held, a CWR segment takes the eighth slot,
+		// so an eighth flow evicts the oldest (flow 0), whose second
+		// segment then starts anew and evicts flow 1.
+		var flows []*flowGen
+		var pkts [][]byte
+		for j := 0; j < 8; j++ {
+			flows = append(flows, newFlow(v6, false, uint16(30+j)))
+		}
+		for j := 0; j < 7; j++ {
+			pkts = append(pkts, flows[j].next(100, 0))
+		}
+		c := newFlow(v6, false, 40)
+		pkts = append(pkts, c.next(100, pkttest.CWR), flows[7].next(100, 0), flows[0].next(100, 0))
+		got = got[:0]
+		e := New(Options{MaxHeld: 8})
+		for _, o := range run(t, e, pkts...) {
+			got = append(got, fmt.Sprint(o.idx))
+		}
+		want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+		if !slices.Equal(got, want) {
+			t.Errorf("v6=%v: order %v, want %v", v6, got, want)
+		}
+		if st := e.Stats(); st.Flushed[FlushEvicted] != 2 || st.SuperPackets != 0 {
+			t.Errorf("v6=%v: %d evicted, %d merged; want 2, 0", v6, st.Flushed[FlushEvicted], st.SuperPackets)
 		}
 	}
 }

@@ -26,10 +26,12 @@
 //   - tcp4_gro_receive, tcp6_gro_receive, tcp_gro_receive, tcp_gro_complete
 //     (net/ipv4/tcp_offload.c, net/ipv6/tcpv6_offload.c): checksum
 //     validated first; ports, ack_seq, the flag word (data offset, flags
-//     but FIN/PSH, window) and the option bytes must match; a segment with
-//     CWR completes its flow's packet and goes out alone (as observed on
-//     6.18 through the kernel oracle); sequence contiguous; a segment longer than
-//     the first does not merge, a shorter one ends the packet, as do PSH,
+//     but FIN/PSH, window; CWR included) and the option bytes must match;
+//     a segment with CWR never merges: it completes its flow's packet and
+//     is held on its own (a slot of MAX_GRO_SKBS) until the next segment
+//     of its flow or the end of the poll; sequence contiguous; a segment
+//     longer than the first does not merge, a shorter one ends the
+//     packet, as do PSH,
 //     FIN, URG, RST, SYN; FIN and PSH are or-ed into the head; the checksum
 //     field becomes the pseudo-header sum (CHECKSUM_PARTIAL).
 //   - udp4_gro_receive, udp6_gro_receive, udp_gro_receive_segment,

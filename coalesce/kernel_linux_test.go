@@ -637,3 +637,54 @@ func TestKernelGRORandomRuns(t *testing.T) {
 	}
 	runGRO(t, cases)
 }
+
+// TestKernelGROCWRHeldUntilNextSegmentOrPollEnd: tcp_gro_receive never
+// merges a segment carrying CWR, but its out_check_final (mss reset to 1)
+// does not flush it, so dev_gro_receive holds it as a new head in one of
+// the MAX_GRO_SKBS slots: it leaves when the next segment of its flow
+// comes (which cannot merge with it: 6.18 compares CWR in the flag word)
+// or at the end of the poll, after packets of other flows held before it.
+// With PSH (or no payload) it is flushed at once.
+func TestKernelGROCWRHeldUntilNextSegmentOrPollEnd(t *testing.T) {
+	var cases []gcase
+	cwr := func(p *pkttest.Packet) { p.Flags |= pkttest.CWR }
+	for _, v6 := range []bool{false, true} {
+		f := famName(v6)
+		a := run(tcp(v6), 4, 1000)
+		bb := tcp(v6)
+		bb.SrcPort = 41000
+		b := run(bb, 4, 1000)
+		with(a, cwr, 1)
+		cases = append(cases,
+			gcase{name: f + "-other-flow-held-before", pkts: []pkttest.Packet{b[0], a[0], a[1], b[1]}},
+			gcase{name: f + "-other-flow-held-after", pkts: []pkttest.Packet{a[0], a[1], b[0], b[1]}},
+			gcase{name: f + "-interleaved", pkts: []pkttest.Packet{a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3]}},
+			gcase{name: f + "-cwr-last", pkts: []pkttest.Packet{b[0], a[0], b[1], a[1]}},
+			gcase{name: f + "-cwr-first", pkts: with(run(tcp(v6), 4, 1000), cwr, 0)},
+			gcase{name: f + "-cwr-psh", pkts: with(run(tcp(v6), 4, 1000), func(p *pkttest.Packet) { p.Flags |= pkttest.CWR | pkttest.PSH }, 1)},
+			gcase{name: f + "-cwr-short", pkts: with(run(tcp(v6), 4, 1000), func(p *pkttest.Packet) { p.Flags |= pkttest.CWR; p.Payload = p.Payload[:10] }, 1)},
+		)
+		// Slots: seven flows held, then a CWR segment, an eighth flow and
+		// the first flow's second segment.
+		var pkts []pkttest.Packet
+		var seconds []pkttest.Packet
+		for j := 0; j < 8; j++ {
+			fb := tcp(v6)
+			fb.SrcPort = uint16(42000 + j)
+			r := run(fb, 2, 1000)
+			if j < 7 {
+				pkts = append(pkts, r[0])
+			}
+			seconds = append(seconds, r[1])
+			if j == 7 {
+				seconds[7] = r[0]
+			}
+		}
+		c := tcp(v6)
+		c.SrcPort = 43000
+		c.Flags |= pkttest.CWR
+		pkts = append(pkts, run(c, 1, 1000)[0], seconds[7], seconds[0])
+		cases = append(cases, gcase{name: f + "-cwr-takes-a-slot", pkts: pkts})
+	}
+	runGRO(t, cases)
+}

@@ -103,7 +103,10 @@
 //     options (inet_gro_receive only takes IHL 5), a bad L4 checksum, or
 //     any packet with GRO off.
 //   - CWR always flushes: even a run with CWR on every segment comes out
-//     segment by segment with DATA_VALID (never merged).
+//     segment by segment with DATA_VALID (never merged). A CWR segment is
+//     held, though, like a new head: it comes out when the next segment of
+//     its flow arrives or at the end of the poll, after older held packets
+//     of other flows, and it takes one of the eight GRO slots.
 //   - PSH ends a merge after including the PSH segment; a segment shorter
 //     than gso_size ends it likewise; a larger one starts a new packet.
 //   - IPv6 with hop-by-hop or destination-options headers merges
