@@ -21,9 +21,15 @@
 // reader whole, described by the virtio header (virtio_net_hdr_from_skb).
 // A TUN write(2) runs one NAPI poll per packet, so the flush is held
 // across polls with gro_flush_timeout=1000000 and napi_defer_hard_irqs=10
-// on `in` (written through a sysfs mounted inside the namespace); a batch
-// is started right after a jiffy tick so that napi_complete_done's flush of
-// "old" packets cannot split it.
+// on `in` (written through a sysfs mounted inside the namespace). A jiffy
+// tick during a batch would split it (napi_complete_done flushes held
+// packets older than the current jiffy), so a batch is written right
+// after a tick, from a thread raised to SCHED_FIFO for the writes, and
+// written again when the coarse clock shows a tick came before its last
+// write anyway. Reading stops when the frames carry the batch's whole
+// payload and its empty segments, or after 100 ms without a frame: on a
+// loaded machine the held list can trail the writes by tens of
+// milliseconds.
 //
 // Both TUNs have MTU 65535, so forwarding never fragments and never sends
 // "fragmentation needed"; `out` has txqueuelen 8192. IPv6 link-local

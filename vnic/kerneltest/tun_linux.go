@@ -130,15 +130,16 @@ func (d *tunDev) drain() {
 
 // collect reads frames until nothing has arrived for quiet after the last
 // one (or for first before the first one), and at most for limit in all.
-// When want >= 0 and the kept frames carry want TCP/UDP payload bytes in
-// all, everything is out: collect then waits only grace for stragglers.
-// Frames keep returns false for are dropped (and counted).
-func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want int, keep func(Frame) bool) ([]Frame, int, error) {
+// When want >= 0 and the kept frames carry want TCP/UDP payload bytes and
+// empty frames without payload in all, everything is out: collect then
+// waits only grace for stragglers. Frames keep returns false for are
+// dropped (and counted).
+func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want, empty int, keep func(Frame) bool) ([]Frame, int, error) {
 	start := time.Now()
 	end := start.Add(limit)
 	deadline := start.Add(first)
 	var out []Frame
-	dropped, got := 0, 0
+	dropped, got, gotEmpty := 0, 0, 0
 	for {
 		if deadline.After(end) {
 			deadline = end
@@ -155,10 +156,13 @@ func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want int, kee
 			continue
 		}
 		out = append(out, f)
-		if n := PayloadLen(f.Pkt); n > 0 {
+		switch n := PayloadLen(f.Pkt); {
+		case n > 0:
 			got += n
+		case n == 0:
+			gotEmpty++
 		}
-		if want >= 0 && got >= want {
+		if want >= 0 && got >= want && gotEmpty >= empty {
 			deadline = time.Now().Add(grace)
 		} else {
 			deadline = time.Now().Add(quiet)
