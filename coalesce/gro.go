@@ -8,6 +8,7 @@ import (
 
 // receive is dev_gro_receive for packet i.
 func (e *Engine) receive(i int) {
+	e.cur, e.valid[i] = i, false
 	var p packet
 	if r, ok := e.parse(e.bufs[i][e.offset:], &p); !ok {
 		e.pass(i, r)
@@ -300,14 +301,20 @@ func (e *Engine) hold(i int, p *packet) {
 	e.hashes = append(e.hashes, f.hash)
 }
 
-// pass hands packet i on alone, unchanged, with a zero virtio header.
+// pass hands packet i on alone, unchanged (see emitPlain).
 func (e *Engine) pass(i int, r PassReason) {
 	e.stats.Passed[r]++
 	e.emitPlain(i)
 }
 
+// emitPlain hands packet i on as it came, with a zero virtio header, or
+// DATA_VALID when its checksum was verified and MarkValid asks to say so.
 func (e *Engine) emitPlain(i int) {
-	clear(e.bufs[i][e.offset-virtio.Size : e.offset])
+	h := e.bufs[i][e.offset-virtio.Size : e.offset]
+	clear(h)
+	if e.opt.MarkValid && e.valid[i] {
+		h[0] = virtio.FlagDataValid
+	}
 	e.out = append(e.out, i)
 	e.stats.PacketsOut++
 }
