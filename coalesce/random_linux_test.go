@@ -13,7 +13,8 @@ package coalesce_test
 // ip_rcv/ip6_rcv drops is dropped, one longer than its IP length trimmed
 // — the receiving kernel does the same to what vnic writes into its TUN.
 // Then the frames must be the same, or differ only as the file comment of
-// kernel_linux_test.go allows (counted as documented).
+// kernel_linux_test.go allows; bursts that needed either are counted as
+// agreeing within the documented differences (coalesce's package doc).
 //
 // VNIC_RANDOM_CASES sets the number of bursts per protocol (default 150);
 // VNIC_RANDOM_SEED the seed (default fixed; logged).
@@ -278,20 +279,24 @@ func sum16(b []byte) uint16 {
 // the option parsers) drop, trim what is longer than its IP length. The
 // rules are segment's receive checks, proven against the kernel by
 // segment's own differential tests.
-func afterStack(fr []kerneltest.Frame) []kerneltest.Frame {
+// It also reports whether it changed anything.
+func afterStack(fr []kerneltest.Frame) ([]kerneltest.Frame, bool) {
 	var out []kerneltest.Frame
+	changed := false
 	for _, f := range fr {
 		h := f.Hdr
 		plan, err := segment.NewPlan(h, f.Pkt, segment.Options{})
 		if err != nil {
+			changed = true
 			continue
 		}
 		if h.GSOType == virtio.GSONone && h.Flags&virtio.FlagNeedsCsum == 0 && plan.Segments() == 1 && plan.MaxSize() < len(f.Pkt) {
 			f.Pkt = f.Pkt[:plan.MaxSize()]
+			changed = true
 		}
 		out = append(out, f)
 	}
-	return out
+	return out, changed
 }
 
 // exactly reports whether the kernel's frames and ours are the same in
@@ -320,7 +325,7 @@ func TestKernelGRORandomized(t *testing.T) {
 	for _, which := range []int{groOn, groUDP} {
 		proto := map[int]string{groOn: "TCP", groUDP: "UDP"}[which]
 		r := rand.New(rand.NewPCG(seed, uint64(10+which)))
-		var same, documented, bad, pkts int
+		var same, documented, stacked, bad, pkts int
 		start := time.Now()
 		for i := range n {
 			o := which
@@ -333,24 +338,27 @@ func TestKernelGRORandomized(t *testing.T) {
 				name += " " + strings.Join(tags, " ")
 			}
 			pkts += len(wire)
-			got := afterStack(ours(t, o, wire))
+			got, stack := afterStack(ours(t, o, wire))
 			kern, err := kernelGRO(s.get(o), wire, func(k []kerneltest.Frame) bool { return groDiff(k, got) == "" })
 			if err != nil {
 				t.Fatalf("kernel: %v", err)
 			}
 			switch d := groDiff(kern, got); {
-			case exactly(kern, got):
+			case exactly(kern, got) && !stack:
 				same++
 			case d == "":
 				documented++
+				if stack {
+					stacked++
+				}
 			default:
 				if bad++; bad <= 10 {
 					t.Errorf("%s burst %d (%s, oracle %d): %s", proto, i, name, o, d)
 				}
 			}
 		}
-		t.Logf("GRO %s randomized, seed %#x: %d bursts (%d packets) in %v: %d agree (%d the same, %d within the documented differences), %d mismatches",
-			proto, seed, n, pkts, time.Since(start).Round(time.Millisecond), same+documented, same, documented, bad)
+		t.Logf("GRO %s randomized, seed %#x: %d bursts (%d packets) in %v: %d agree (%d the same, %d within the documented differences: %d the stack after GRO, %d TUN egress re-segmenting), %d mismatches",
+			proto, seed, n, pkts, time.Since(start).Round(time.Millisecond), same+documented, same, documented, stacked, documented-stacked, bad)
 	}
 	retries := 0
 	for _, o := range s.o {
