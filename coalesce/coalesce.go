@@ -43,6 +43,21 @@ type Options struct {
 	// for byte as they arrived. Off, the output is what GRO itself
 	// produced (what tcpdump on the receiving interface shows).
 	TUNEgress bool
+	// MarkValid reports the receive checksum check, as a NIC with
+	// rx-checksumming on reports CHECKSUM_UNNECESSARY: every packet handed
+	// on unmerged whose TCP/UDP checksum the engine verified (or that
+	// TrustChecksums vouched for) gets VIRTIO_NET_HDR_F_DATA_VALID, as
+	// the kernel's GRO leaves what it validated (skb_gro_checksum_validate)
+	// and virtio_net_hdr_from_skb reports it; the receiving kernel then
+	// does not verify it again. Packets the engine did not verify (GRO
+	// off, IPv4 with options, fragments, a length mismatch, a checksum
+	// that failed: Stats.Passed[PassBadL4Checksum]) keep a zero header,
+	// merged packets their NEEDS_CSUM header. With UDP GRO off, UDP
+	// checksums are then verified too (udp4_gro_receive validates before
+	// it looks whether UDP GRO applies). Off, every unmerged packet has a
+	// zero header: "the checksums were not verified" (SetMarkValid turns
+	// it off and on per batch).
+	MarkValid bool
 }
 
 const (
@@ -69,6 +84,10 @@ type Engine struct {
 	// next links the packets of a run handed on unmerged (TUNEgress), by
 	// buffer index; -1 ends a list.
 	next []int32
+	// valid marks, by buffer index, the packets whose L4 checksum was
+	// verified (or trusted) this batch; cur is the packet being parsed.
+	valid []bool
+	cur   int
 
 	// Per call.
 	bufs   [][]byte
@@ -104,6 +123,7 @@ func New(opt Options) *Engine {
 	e.held = make([]flow, 0, e.maxHeld)
 	e.hashes = make([]uint64, 0, e.maxHeld)
 	e.next = make([]int32, defaultBatch)
+	e.valid = make([]bool, defaultBatch)
 	return e
 }
 
@@ -129,6 +149,12 @@ func (e *Engine) SetDisabled(disabled bool) { e.opt.Disabled = disabled }
 // to be right (Options.TrustChecksums). It takes effect at the next
 // Coalesce call.
 func (e *Engine) SetTrustChecksums(trust bool) { e.opt.TrustChecksums = trust }
+
+// SetMarkValid turns Options.MarkValid on or off at run time: off for a
+// batch whose checksums must be reported as not verified (a NIC with
+// `ethtool -K dev rx off`), on to report what the engine verified. It
+// takes effect at the next Coalesce call.
+func (e *Engine) SetMarkValid(mark bool) { e.opt.MarkValid = mark }
 
 // Stats returns a copy of the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats }
@@ -170,6 +196,7 @@ func (e *Engine) Coalesce(bufs [][]byte, offset int, toWrite []int) ([]int, erro
 	}
 	if len(e.next) < len(bufs) {
 		e.next = make([]int32, len(bufs))
+		e.valid = make([]bool, len(bufs))
 	}
 	e.bufs, e.offset, e.out = bufs, offset, toWrite
 	for i := range bufs {

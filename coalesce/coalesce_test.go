@@ -2,10 +2,13 @@ package coalesce
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"vnic/vnic/pkttest"
 	"vnic/vnic/virtio"
@@ -369,9 +372,9 @@ func TestTrustChecksums(t *testing.T) {
 	}
 }
 
-// TestCWR: a segment carrying CWR completes its flow's held packet and
-// goes out alone; what follows merges. Consecutive CWR segments do not
-// merge either (probed on the 6.18 kernel oracle).
+// TestCWR: a segment carrying CWR completes its flow's held packet and is
+// never merged; what follows merges. Consecutive CWR segments do not merge
+// either (probed on the 6.18 kernel oracle).
 func TestCWR(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
 		g := newFlow(v6, false, 8)
@@ -389,9 +392,58 @@ func TestCWR(t *testing.T) {
 			if want := []int{200, 100, 200, 100, 100, 100}; !slices.Equal(got, want) {
 				t.Errorf("v6=%v %+v: got %v, want %v", v6, opt, got, want)
 			}
-			if st := e.Stats(); st.Passed[PassCWR] != 3 || st.Flushed[FlushCWR] != 2 {
+			// CWR completed [0,1], [3,4] and the CWR segment 5; the
+			// flag word completed CWR segments 2 and 6.
+			if st := e.Stats(); st.Flushed[FlushCWR] != 3 || st.Flushed[FlushTCPFlags] != 2 {
 				t.Errorf("stats %+v %+v", st.Passed, st.Flushed)
 			}
+		}
+	}
+}
+
+// TestCWRHeldUntilNextSegmentOrPollEnd: tcp_gro_receive does not merge a
+// CWR segment, but out_check_final (mss 1) does not flush it either, so
+// dev_gro_receive holds it as a new head: it leaves when the next segment
+// of its flow comes or at the end of the poll, after packets of other
+// flows held before it, and it takes one of the MAX_GRO_SKBS slots.
+func TestCWRHeldUntilNextSegmentOrPollEnd(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		// Order: B1 A1 A2(CWR) B2 → A1, B1+B2, A2 (the held list in age
+		// order at the end of the poll).
+		a, b := newFlow(v6, false, 20), newFlow(v6, false, 21)
+		b1, a1, a2, b2 := b.next(100, 0), a.next(100, 0), a.next(100, pkttest.CWR), b.next(100, 0)
+		var got []string
+		for _, o := range run(t, New(Options{}), b1, a1, a2, b2) {
+			got = append(got, fmt.Sprintf("%d:%d", o.idx, payloadLen(o.pkt)))
+		}
+		if want := []string{"1:100", "0:200", "2:100"}; !slices.Equal(got, want) {
+			t.Errorf("v6=%v: got %v, want %v", v6, got, want)
+		}
+
+		// Slots: seven flows held, a CWR segment takes the eighth slot,
+		// so an eighth flow evicts the oldest (flow 0), whose second
+		// segment then starts anew and evicts flow 1.
+		var flows []*flowGen
+		var pkts [][]byte
+		for j := 0; j < 8; j++ {
+			flows = append(flows, newFlow(v6, false, uint16(30+j)))
+		}
+		for j := 0; j < 7; j++ {
+			pkts = append(pkts, flows[j].next(100, 0))
+		}
+		c := newFlow(v6, false, 40)
+		pkts = append(pkts, c.next(100, pkttest.CWR), flows[7].next(100, 0), flows[0].next(100, 0))
+		got = got[:0]
+		e := New(Options{MaxHeld: 8})
+		for _, o := range run(t, e, pkts...) {
+			got = append(got, fmt.Sprint(o.idx))
+		}
+		want := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+		if !slices.Equal(got, want) {
+			t.Errorf("v6=%v: order %v, want %v", v6, got, want)
+		}
+		if st := e.Stats(); st.Flushed[FlushEvicted] != 2 || st.SuperPackets != 0 {
+			t.Errorf("v6=%v: %d evicted, %d merged; want 2, 0", v6, st.Flushed[FlushEvicted], st.SuperPackets)
 		}
 	}
 }
@@ -471,20 +523,25 @@ func TestMalformed(t *testing.T) {
 		{"not_ip", []byte{0x20, 1, 2, 3}, PassNotIP},
 		{"v4_truncated_header", good[:19], PassTruncated},
 		{"v6_truncated_header", good6[:39], PassTruncated},
+		// tcp4_gro_receive validates the checksum before
+		// tcp_gro_pull_header looks at the header: these verify.
 		{"tcp_truncated", mod(good, func(b []byte) []byte {
 			b = b[:30]
 			b[2], b[3] = 0, 30
 			fixIPv4Checksum(b)
+			fixL4Checksum(b, 20+16)
 			return b
 		}), PassTruncated},
-		{"tcp_doff_small", mod(good, func(b []byte) []byte { b[20+12] = 0x40; return b }), PassBadTCPHeader},
+		{"tcp_doff_small", mod(good, func(b []byte) []byte { b[20+12] = 0x40; fixL4Checksum(b, 20+16); return b }), PassBadTCPHeader},
 		{"tcp_doff_past_end", mod(good, func(b []byte) []byte {
 			b = b[:44]
 			b[2], b[3] = 0, 44
 			fixIPv4Checksum(b)
 			b[32] = 0xf0
+			fixL4Checksum(b, 20+16)
 			return b
 		}), PassTruncated},
+		{"tcp_doff_small_bad_checksum", mod(good, func(b []byte) []byte { b[20+12] = 0x40; return b }), PassBadL4Checksum},
 		{"v4_total_length_short", mod(good, func(b []byte) []byte { b[3] -= 10; fixIPv4Checksum(b); return b }), PassIPLength},
 		{"v4_total_length_long", mod(good, func(b []byte) []byte { b[3] += 10; fixIPv4Checksum(b); return b }), PassIPLength},
 		{"v6_payload_length", mod(good6, func(b []byte) []byte { b[5]++; return b }), PassIPLength},
@@ -552,7 +609,7 @@ func TestStatsNames(t *testing.T) {
 // TestCoalesceNoAllocs: a steady-state batch allocates nothing.
 func TestCoalesceNoAllocs(t *testing.T) {
 	b := newBench(false, 4, 12, 1448)
-	e := New(Options{UDP: true})
+	e := New(Options{UDP: true, MarkValid: true})
 	toWrite := make([]int, 0, len(b.bufs))
 	allocs := testing.AllocsPerRun(100, func() {
 		b.restore()
@@ -567,5 +624,99 @@ func TestCoalesceNoAllocs(t *testing.T) {
 	}
 	if len(toWrite) != 4 {
 		t.Errorf("%d out, want 4", len(toWrite))
+	}
+}
+
+// fixL4Checksum makes the TCP/UDP checksum of an IPv4 packet (options-free)
+// verify, whatever its bytes, by setting the 16-bit word at off (which may
+// be past the end of a truncated header: then the last word is used).
+func fixL4Checksum(b []byte, off int) {
+	if off+2 > len(b) {
+		off = len(b) - 2
+	}
+	b[off], b[off+1] = 0, 0
+	l4len := len(b) - 20
+	ph := []byte{b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19], 0, b[9], byte(l4len >> 8), byte(l4len)}
+	s := checksum.Checksum(b[20:], checksum.Checksum(ph, 0))
+	binary.BigEndian.PutUint16(b[off:], ^s)
+}
+
+// TestMarkValidReportsWhatWasVerified: with MarkValid, an unmerged packet
+// whose checksum the engine verified (skb_gro_checksum_validate: TCP, and
+// UDP even with UDP GRO off; a UDP checksum of 0 counts) gets DATA_VALID,
+// as the kernel's GRO leaves it CHECKSUM_UNNECESSARY; merged packets keep
+// their NEEDS_CSUM header; what was not verified (a bad checksum, IPv4
+// options, a length the IP layer flags, GRO off) and everything without
+// MarkValid gets a zero header.
+func TestMarkValidReportsWhatWasVerified(t *testing.T) {
+	dv := virtio.Hdr{Flags: virtio.FlagDataValid}
+	for _, v6 := range []bool{false, true} {
+		g := newFlow(v6, false, 50)
+		single := g.next(100, 0)
+		ack := g.next(0, 0)
+		gap := newFlow(v6, false, 51)
+		a, _, c := gap.next(100, 0), gap.next(100, 0), gap.next(100, 0)
+		u := newFlow(v6, true, 52)
+		u1, u2 := u.next(100, 0), u.next(100, 0)
+		bad := slices.Clone(u2)
+		bad[len(bad)-1] ^= 1
+		zero := slices.Clone(u2)
+		l4, _, _ := l4Info(zero)
+		zero[l4+6], zero[l4+7] = 0, 0
+		tail := append(slices.Clone(single), 0, 0)
+		m := newFlow(v6, false, 53)
+		m1, m2 := m.next(100, 0), m.next(100, 0)
+		for _, c := range []struct {
+			name string
+			opt  Options
+			pkts [][]byte
+			want []virtio.Hdr // the headers, hdr_len and gso fields aside
+		}{
+			{"single", Options{MarkValid: true}, [][]byte{single}, []virtio.Hdr{dv}},
+			{"pure-ack", Options{MarkValid: true}, [][]byte{ack}, []virtio.Hdr{dv}},
+			{"gap", Options{MarkValid: true}, [][]byte{a, c}, []virtio.Hdr{dv, dv}},
+			{"merged", Options{MarkValid: true}, [][]byte{m1, m2}, []virtio.Hdr{{Flags: virtio.FlagNeedsCsum}}},
+			{"udp-gro-off", Options{MarkValid: true}, [][]byte{u1, bad, zero}, []virtio.Hdr{dv, {}, dv}},
+			{"udp-gro-on", Options{MarkValid: true, UDP: true}, [][]byte{u1, bad, zero}, []virtio.Hdr{{}, dv, dv}},
+			{"ip-length-flagged", Options{MarkValid: true}, [][]byte{tail}, []virtio.Hdr{{}}},
+			{"gro-off", Options{MarkValid: true, Disabled: true}, [][]byte{single, m1, m2}, []virtio.Hdr{{}, {}, {}}},
+			{"not-marked", Options{}, [][]byte{single, a, c}, []virtio.Hdr{{}, {}, {}}},
+			{"trusted", Options{MarkValid: true, TrustChecksums: true}, [][]byte{bad}, []virtio.Hdr{dv}},
+		} {
+			e := New(c.opt)
+			outs := run(t, e, c.pkts...)
+			var got []virtio.Hdr
+			for _, o := range outs {
+				h := virtio.Hdr{Flags: o.hdr.Flags}
+				got = append(got, h)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("v6=%v %s: headers %v, want %v", v6, c.name, got, c.want)
+			}
+		}
+		if !v6 {
+			opt := pkttest.Packet{IPOptions: []byte{1, 1, 1, 1}, Flags: pkttest.ACK, Payload: pkttest.Payload(100, 1)}
+			if outs := run(t, New(Options{MarkValid: true}), opt.Build()); outs[0].hdr != (virtio.Hdr{}) {
+				t.Errorf("IPv4 options: header %v, want zero", outs[0].hdr)
+			}
+		}
+		// Per batch: SetMarkValid(false) says "not verified".
+		e := New(Options{MarkValid: true})
+		e.SetMarkValid(false)
+		if outs := run(t, e, single); outs[0].hdr != (virtio.Hdr{}) {
+			t.Errorf("SetMarkValid(false): header %v", outs[0].hdr)
+		}
+		e.SetMarkValid(true)
+		if outs := run(t, e, single); outs[0].hdr != dv {
+			t.Errorf("SetMarkValid(true): header %v", outs[0].hdr)
+		}
+		if n := e.Stats().Passed[PassBadL4Checksum]; n != 0 {
+			t.Errorf("bad checksums counted: %d", n)
+		}
+		e = New(Options{MarkValid: true})
+		run(t, e, u1, bad)
+		if n := e.Stats().Passed[PassBadL4Checksum]; n != 1 {
+			t.Errorf("a bad UDP checksum with UDP GRO off: counted %d times, want 1", n)
+		}
 	}
 }

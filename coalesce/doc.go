@@ -26,10 +26,12 @@
 //   - tcp4_gro_receive, tcp6_gro_receive, tcp_gro_receive, tcp_gro_complete
 //     (net/ipv4/tcp_offload.c, net/ipv6/tcpv6_offload.c): checksum
 //     validated first; ports, ack_seq, the flag word (data offset, flags
-//     but FIN/PSH, window) and the option bytes must match; a segment with
-//     CWR completes its flow's packet and goes out alone (as observed on
-//     6.18 through the kernel oracle); sequence contiguous; a segment longer than
-//     the first does not merge, a shorter one ends the packet, as do PSH,
+//     but FIN/PSH, window; CWR included) and the option bytes must match;
+//     a segment with CWR never merges: it completes its flow's packet and
+//     is held on its own (a slot of MAX_GRO_SKBS) until the next segment
+//     of its flow or the end of the poll; sequence contiguous; a segment
+//     longer than the first does not merge, a shorter one ends the
+//     packet, as do PSH,
 //     FIN, URG, RST, SYN; FIN and PSH are or-ed into the head; the checksum
 //     field becomes the pseudo-header sum (CHECKSUM_PARTIAL).
 //   - udp4_gro_receive, udp6_gro_receive, udp_gro_receive_segment,
@@ -41,14 +43,36 @@
 //     gso_type TCPV4/TCPV6/UDP_L4, gso_size the first segment's payload,
 //     csum_start/csum_offset. hdr_len is recomputed as csum_start plus the
 //     L4 header (the kernel writes skb_headlen, the whole first packet).
+//     With Options.MarkValid, DATA_VALID on an unmerged packet whose
+//     checksum was verified (skb_gro_checksum_validate left it
+//     CHECKSUM_UNNECESSARY), as a NIC with rx-checksumming on reports it.
 //
 // Packets that are not merged go out exactly as they came, with a zero
-// header. Malformed input never panics: it is handed on unmerged and
-// counted (Stats, PassReason).
+// header (or DATA_VALID, above). Malformed input never panics: it is
+// handed on unmerged and counted (Stats, PassReason).
 //
 // Options.TUNEgress goes one step further and models what the kernel's
 // forwarding path does to GRO output before a TUN reads it: fixed-ID TCPv4
 // runs, which a TUN cannot carry, come out as their original segments.
+//
+// # What is not mirrored
+//
+// Proven against the running kernel (vnic/kerneltest: a TUN with IFF_NAPI
+// → forwarding → a TUN reading GRO's output), what differs is what the
+// kernel does after GRO, not GRO itself:
+//
+//   - The stack behind GRO: ip_rcv/ip6_rcv drop a packet with a bad IPv4
+//     header, bad options or a length above the packet, and trim one
+//     longer than its IP length; the engine hands such packets on as they
+//     came (GRO passes them unmerged too) and leaves that to the kernel
+//     it writes them to.
+//   - A TUNEgress run (fixed IPv4 IDs) comes out of the kernel segmented
+//     again with partial checksums (NEEDS_CSUM); the engine hands on the
+//     original packets, checksums complete (DATA_VALID with MarkValid).
+//   - A TUN ignores DATA_VALID in the frames written to it: tun_get_user
+//     never reads the flag, so the host kernel verifies checksums itself
+//     whatever MarkValid says; the flag is for captures and for far ends
+//     that honour it (virtio_net's receive path does).
 //
 // The engine is pure (no syscalls) and does not allocate in steady state;
 // merging is in place, in the buffer of the flow's first packet.

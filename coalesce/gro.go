@@ -8,6 +8,7 @@ import (
 
 // receive is dev_gro_receive for packet i.
 func (e *Engine) receive(i int) {
+	e.cur, e.valid[i] = i, false
 	var p packet
 	if r, ok := e.parse(e.bufs[i][e.offset:], &p); !ok {
 		e.pass(i, r)
@@ -41,18 +42,20 @@ func (e *Engine) tcpReceive(i, k int, p *packet) {
 	b := p.b
 	th := b[p.l4:]
 	flags := th[13]
-	if flags&flagCWR != 0 {
-		// A segment carrying CWR is never merged or held: it completes
-		// its flow's held packet and goes out alone, and what follows
-		// starts a new packet. Probed on the 6.18 kernel oracle ("..C.."
-		// comes out 2+1+2 segments, "CC..." 1+1+3, all-CWR one by one);
-		// trees carrying the AccECN GRO patch (SKB_GSO_TCP_ACCECN on
-		// receive) merge CWR runs instead, mainline 6.18 does not.
-		if k >= 0 {
-			e.complete(k, FlushCWR)
-		}
-		e.pass(i, PassCWR)
-		return
+	if flags&flagCWR != 0 && k >= 0 {
+		// tcp_gro_receive: "flush = flags & TCP_FLAG_CWR" — a segment
+		// carrying CWR never merges, so it completes its flow's held
+		// packet (pp); then, with mss reset to 1, out_check_final looks
+		// only at the length and URG|PSH|RST|SYN|FIN, so dev_gro_receive
+		// holds the CWR segment as a new head (taking a MAX_GRO_SKBS
+		// slot) like any segment that found nothing to merge with. The
+		// next segment of its flow cannot merge with it either (6.18
+		// compares CWR in the flag word), so it goes out alone, when that
+		// segment comes or at the end of the poll. Trees with the AccECN
+		// GRO patch that drops the CWR flush merge CWR runs; 6.18 does
+		// not.
+		e.complete(k, FlushCWR)
+		k = -1
 	}
 	if k < 0 {
 		// No packet to merge with: mss is 1, so only a zero-length or
@@ -80,8 +83,8 @@ func (e *Engine) tcpReceive(i, k int, p *packet) {
 			flush, why = true, r
 		}
 	}
-	// Flag word: data offset, flags and window; FIN and PSH may differ.
-	// (Neither packet carries CWR: see above.)
+	// Flag word: data offset, flags (CWR included: a held CWR head ends
+	// here) and window; FIN and PSH may differ.
 	if (binary.BigEndian.Uint32(th[12:])^binary.BigEndian.Uint32(th2[12:]))&^finPSHWord != 0 {
 		set(FlushTCPFlags)
 	}
@@ -298,14 +301,20 @@ func (e *Engine) hold(i int, p *packet) {
 	e.hashes = append(e.hashes, f.hash)
 }
 
-// pass hands packet i on alone, unchanged, with a zero virtio header.
+// pass hands packet i on alone, unchanged (see emitPlain).
 func (e *Engine) pass(i int, r PassReason) {
 	e.stats.Passed[r]++
 	e.emitPlain(i)
 }
 
+// emitPlain hands packet i on as it came, with a zero virtio header, or
+// DATA_VALID when its checksum was verified and MarkValid asks to say so.
 func (e *Engine) emitPlain(i int) {
-	clear(e.bufs[i][e.offset-virtio.Size : e.offset])
+	h := e.bufs[i][e.offset-virtio.Size : e.offset]
+	clear(h)
+	if e.opt.MarkValid && e.valid[i] {
+		h[0] = virtio.FlagDataValid
+	}
 	e.out = append(e.out, i)
 	e.stats.PacketsOut++
 }

@@ -117,14 +117,47 @@ func (e *Engine) parse(b []byte, p *packet) (PassReason, bool) {
 	}
 	p.udp = proto == protoUDP
 	if p.udp {
-		if !e.opt.UDP {
-			return PassUDPOff, false
-		}
+		// udp4_gro_receive / udp6_gro_receive: the UDP header must be
+		// there; the checksum is validated (unless the IP layer already
+		// set flush) before udp_gro_receive looks at whether UDP GRO
+		// applies at all — which only matters when the result is
+		// reported (MarkValid).
 		if p.l4+udpHeaderLen > len(b) {
 			return PassTruncated, false
 		}
 		p.thlen = udpHeaderLen
+		if !e.opt.UDP && !e.opt.MarkValid {
+			return PassUDPOff, false
+		}
+		if !p.flush {
+			// skb_gro_checksum_validate_zero_check: a checksum of 0 is
+			// not validated, and counts as verified all the same.
+			if binary.BigEndian.Uint16(b[p.l4+6:]) != 0 && !e.l4ChecksumOK(b, p, proto) {
+				return PassBadL4Checksum, false
+			}
+			e.valid[e.cur] = true
+		}
+		if !e.opt.UDP {
+			return PassUDPOff, false
+		}
+		// udp_gro_receive_segment.
+		if binary.BigEndian.Uint16(b[p.l4+6:]) == 0 {
+			return PassUDPZeroChecksum, false
+		}
+		ulen := int(binary.BigEndian.Uint16(b[p.l4+4:]))
+		if ulen <= udpHeaderLen || ulen != len(b)-p.l4 {
+			return PassUDPLength, false
+		}
 	} else {
+		// tcp4_gro_receive / tcp6_gro_receive: "Don't bother verifying
+		// checksum if we're going to flush anyway"; then
+		// tcp_gro_pull_header.
+		if !p.flush {
+			if !e.l4ChecksumOK(b, p, proto) {
+				return PassBadL4Checksum, false
+			}
+			e.valid[e.cur] = true
+		}
 		if p.l4+tcpHeaderLen > len(b) {
 			return PassTruncated, false
 		}
@@ -136,29 +169,21 @@ func (e *Engine) parse(b []byte, p *packet) (PassReason, bool) {
 			return PassTruncated, false
 		}
 	}
-	// tcp4_gro_receive / udp4_gro_receive: "Don't bother verifying checksum
-	// if we're going to flush anyway."
-	if !p.flush && !e.opt.TrustChecksums {
-		if !p.udp || binary.BigEndian.Uint16(b[p.l4+6:]) != 0 {
-			l4len := len(b) - p.l4
-			if checksum.Checksum(b[p.l4:], pseudoSum(b, p.v6, proto, l4len)) != 0xffff {
-				return PassBadL4Checksum, false
-			}
-		}
-	}
-	if p.udp {
-		// udp_gro_receive_segment.
-		if binary.BigEndian.Uint16(b[p.l4+6:]) == 0 {
-			return PassUDPZeroChecksum, false
-		}
-		ulen := int(binary.BigEndian.Uint16(b[p.l4+4:]))
-		if ulen <= udpHeaderLen || ulen != len(b)-p.l4 {
-			return PassUDPLength, false
-		}
-	}
 	p.payload = len(b) - p.l4 - p.thlen
 	p.hash = flowHash(b, p.v6, p.l4)
 	return 0, true
+}
+
+// l4ChecksumOK is skb_gro_checksum_validate: the TCP or UDP checksum
+// over the whole L4 segment (skb_gro_len) verifies, or the caller vouches
+// for it (Options.TrustChecksums, an skb that arrived
+// CHECKSUM_UNNECESSARY).
+func (e *Engine) l4ChecksumOK(b []byte, p *packet, proto uint8) bool {
+	if e.opt.TrustChecksums {
+		return true
+	}
+	l4len := len(b) - p.l4
+	return checksum.Checksum(b[p.l4:], pseudoSum(b, p.v6, proto, l4len)) == 0xffff
 }
 
 // pseudoSum returns the folded, uncomplemented pseudo-header sum for an L4

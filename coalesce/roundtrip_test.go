@@ -17,7 +17,7 @@ import (
 // pseudo-header sum in the checksum field) and the same virtio header
 // (gso type, gso_size, csum_start/offset, a correct hdr_len).
 //
-// CWR is left out (GRO delivers a CWR segment on its own, so the loop does
+// CWR is left out (GRO never merges a CWR segment, so the loop does
 // not close), and so are IPv4 options (inet_gro_receive never merges
 // them): those are covered by their own rule tests.
 func FuzzSegmentCoalesceRoundTrip(f *testing.F) {

@@ -54,9 +54,6 @@ const (
 	// PassTCPFlags: URG, PSH, RST, SYN or FIN on a segment that merged with
 	// nothing.
 	PassTCPFlags
-	// PassCWR: a TCP segment carrying CWR, never merged (it also completes
-	// its flow's held packet).
-	PassCWR
 	// PassNoRoom: the packet's buffer has no room to grow by one more
 	// segment, so it cannot be a merge head (vnic's own rule: merging is in
 	// place).
@@ -81,7 +78,6 @@ var passNames = [numPassReasons]string{
 	PassIPLength:        "ip_length",
 	PassNoPayload:       "no_payload",
 	PassTCPFlags:        "tcp_flags",
-	PassCWR:             "cwr",
 	PassNoRoom:          "no_room",
 }
 
@@ -107,7 +103,8 @@ const (
 	// FlushTCPFlags: the next segment's flags, data offset or window
 	// differed (other than FIN and PSH).
 	FlushTCPFlags
-	// FlushCWR: the next segment of the flow carried CWR.
+	// FlushCWR: the next segment of the flow carried CWR (which never
+	// merges; it is held on its own instead).
 	FlushCWR
 	// FlushAck: the next segment's acknowledgment number differed.
 	FlushAck

@@ -4,9 +4,20 @@
 // TSO/USO hardware or the kernel's software GSO does, byte for byte like
 // Linux 6.18:
 //
-//   - __virtio_net_hdr_to_skb (include/linux/virtio_net.h): which headers are
-//     accepted, when a GSO-typed frame is "too small to be GSO" and is sent
-//     as one packet instead, the UDP_MAX_SEGMENTS limit.
+//   - tun_get_user, __tun_vnet_hdr_get (drivers/net/tun.c, tun_vnet.h):
+//     hdr_len (raised to the end of a partial checksum's field) may not
+//     run past the frame, for every gso type.
+//   - __virtio_net_hdr_to_skb (include/linux/virtio_net.h): which headers
+//     are accepted, gso_size 0 and 0xffff (GSO_BY_FRAGS) refused, when a
+//     GSO-typed frame (legacy UFO included) is "too small to be GSO" and
+//     is sent as one packet instead, the UDP_MAX_SEGMENTS limit.
+//   - ip_rcv_core, ip_options_compile (net/ipv4/ip_input.c,
+//     ip_options.c), ip6_rcv_core, ip6_parse_tlv (net/ipv6/ip6_input.c,
+//     exthdrs.c): the IP header as the stack the frame enters checks it
+//     (IPv4 header checksum and options, IPv6 hop-by-hop options, the
+//     length fields), and a frame longer than its IP length trimmed to it
+//     (BIG TCP's total length 0 and a jumbogram's payload length 0
+//     included), after the virtio layer measured the untrimmed frame.
 //   - inet_gso_segment (net/ipv4/af_inet.c): IPv4 options copied into every
 //     segment, ID incremented per segment unless SKB_GSO_TCP_FIXEDID, total
 //     length and header checksum recomputed.
@@ -39,4 +50,21 @@
 // On top of the kernel's rules, Options.MaxPacket models a NIC whose
 // hardware MTU is smaller than what the stack was told: TSO then cuts at a
 // smaller MSS, and anything else that does not fit is dropped.
+//
+// # What is not mirrored
+//
+// The rules above are proven against the running kernel by writing frames
+// into a TUN device and reading what its forwarding path sends out of
+// another (vnic/kerneltest). Frames the kernel treats differently:
+//
+//   - Legacy UFO (VIRTIO_NET_HDR_GSO_UDP) with more than gso_size bytes
+//     after the IP header: the kernel IP-fragments the datagram
+//     (udp4_ufo_fragment, udp6_ufo_fragment); NewPlan refuses it
+//     (ErrGSOType). A TUN device never hands a NIC such a frame (TUN_F_UFO
+//     has been ignored since Linux 4.14), and IPv6's fragment ID is a
+//     keyed hash (ipv6_proxy_select_ident) no NIC could reproduce.
+//   - What a forwarding router, not a NIC, does to a packet: record route
+//     and timestamp options filled in, option bytes after an end-of-list
+//     zeroed (ip_forward_options), TTL and routing decisions. segment
+//     copies options as it finds them.
 package segment

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+
 	"vnic/vnic/pkttest"
 	"vnic/vnic/virtio"
 )
@@ -137,21 +139,26 @@ func TestMalformedIPHeader(t *testing.T) {
 	wantErr(t, err, ErrIPHeader, "39")
 }
 
+// ip_rcv_core / ip6_rcv_core: an IP length above the packet, or an IPv4
+// total length below its header, is dropped.
 func TestMalformedIPLength(t *testing.T) {
 	_, pkt, h := tcpGSO(false, 5000)
 	bad := append([]byte(nil), pkt...)
-	binary.BigEndian.PutUint16(bad[2:], 5000)
+	binary.BigEndian.PutUint16(bad[2:], 5041)
+	fixIPv4Checksum(bad)
 	_, err := try(h, bad, Options{})
-	wantErr(t, err, ErrIPLength, "5000", "5040")
+	wantErr(t, err, ErrIPLength, "5041", "5040")
 
-	_, err = try(h, append(append([]byte(nil), pkt...), 0, 0), Options{})
-	wantErr(t, err, ErrIPLength, "5040", "5042")
+	binary.BigEndian.PutUint16(bad[2:], 19)
+	fixIPv4Checksum(bad)
+	_, err = try(h, bad, Options{})
+	wantErr(t, err, ErrIPLength, "19", "header 20")
 
 	_, pkt6, h6 := tcpGSO(true, 5000)
 	bad = append([]byte(nil), pkt6...)
-	binary.BigEndian.PutUint16(bad[4:], 0) // a jumbogram's 0
+	binary.BigEndian.PutUint16(bad[4:], 5021)
 	_, err = try(h6, bad, Options{})
-	wantErr(t, err, ErrIPLength, "payload length 0", "5060")
+	wantErr(t, err, ErrIPLength, "payload length 5021", "5060")
 }
 
 func TestMalformedL4Proto(t *testing.T) {
@@ -249,4 +256,11 @@ func TestMalformedTooBig(t *testing.T) {
 	p := pkttest.Packet{Flags: pkttest.ACK, Payload: pkttest.Payload(8000, 59)}
 	_, err := try(virtio.Hdr{}, p.Build(), Options{MaxPacket: 1500})
 	wantErr(t, err, ErrTooBig, "8040", "1500")
+}
+
+// fixIPv4Checksum recomputes an IPv4 header checksum in place.
+func fixIPv4Checksum(pkt []byte) {
+	ihl := int(pkt[0]&0xf) * 4
+	pkt[10], pkt[11] = 0, 0
+	binary.BigEndian.PutUint16(pkt[10:], ^checksum.Checksum(pkt[:ihl], 0))
 }

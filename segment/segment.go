@@ -49,6 +49,21 @@ type Options struct {
 	// without NEEDS_CSUM is segmented as without the option. The IPv4
 	// header checksum is always computed.
 	PartialChecksum bool
+
+	// VnetHdrSize is the size of the virtio header the frame was read
+	// with: 10 (struct virtio_net_hdr; 0 means 10) or 12 (struct
+	// virtio_net_hdr_mrg_rxbuf). tun_get_user measures hdr_len against
+	// everything after the first 10 bytes, so behind a 12-byte header
+	// hdr_len may run 2 bytes past the packet.
+	VnetHdrSize int
+}
+
+// vnetHdrSlack is how far hdr_len may reach past the packet.
+func (o *Options) vnetHdrSlack() int {
+	if o.VnetHdrSize > virtio.Size {
+		return o.VnetHdrSize - virtio.Size
+	}
+	return 0
 }
 
 // Header sizes, protocol numbers and TCP flags used below.
@@ -79,6 +94,11 @@ const (
 	// udpMaxSegments is UDP_MAX_SEGMENTS (include/linux/udp.h), 1 << 7
 	// since it was raised from 64.
 	udpMaxSegments = 128
+
+	// gsoByFrags is GSO_BY_FRAGS: a gso_size that tells the kernel's GSO
+	// to cut along the skb's fragments (SCTP); a virtio header may not
+	// carry it.
+	gsoByFrags = 0xffff
 )
 
 // Plan is one frame checked and measured, ready to cut: NewPlan does
@@ -120,6 +140,7 @@ const (
 	planSingle                 // one packet, as it is (skb_checksum_help)
 	planTSO                    // tcp_gso_segment
 	planUSO                    // __udp_gso_segment
+	planUFO                    // legacy UFO (only while checking: never cut)
 )
 
 // Segments returns how many wire packets Cut writes: at least 1 for a
@@ -173,36 +194,47 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 }
 
 // NewPlan checks the frame (hdr, then pkt: an IPv4 or IPv6 packet, no
-// virtio header) the way the kernel does when a TUN device receives it and
-// when its software GSO segments it, and measures what Cut will make of
-// it. On error the error wraps one of the Err sentinels (never
-// ErrTooManySegments or ErrBufferTooSmall, which only Cut reports); Reason
-// names it. pkt is only read, and is referred to by the Plan.
+// virtio header) the way the kernel does when a TUN device receives it
+// (tun_get_user, __virtio_net_hdr_to_skb), when its stack takes the packet
+// in (ip_rcv_core, ip6_rcv_core: the IP header checked, a frame longer
+// than the IP length trimmed to it) and when its software GSO segments it,
+// and measures what Cut will make of it. On error the error wraps one of
+// the Err sentinels (never ErrTooManySegments or ErrBufferTooSmall, which
+// only Cut reports); Reason names it. pkt is only read, and is referred to
+// by the Plan.
 func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 	n := len(pkt)
 	needsCsum := hdr.Flags&virtio.FlagNeedsCsum != 0
 	gsoSize := int(hdr.GSOSize)
 	csumStart, csumOffset := int(hdr.CsumStart), int(hdr.CsumOffset)
 
-	// The virtio header, checked the way __virtio_net_hdr_to_skb checks it
-	// when tun receives the frame.
+	// tun_get_user → __tun_vnet_hdr_get: hdr_len, raised to csum_start +
+	// csum_offset + 2 with NEEDS_CSUM, may not exceed what follows the 10
+	// bytes of struct virtio_net_hdr, whatever the gso type: the packet,
+	// plus the rest of a longer header.
+	room := n + opt.vnetHdrSlack()
+	if int(hdr.HdrLen) > room {
+		return Plan{}, errf(ErrHdrLen, "hdr_len %d, %d-byte packet", hdr.HdrLen, n)
+	}
+	if needsCsum && csumStart+csumOffset+2 > room {
+		return Plan{}, errf(ErrCsum, "csum_start %d + csum_offset %d + 2 past the %d-byte packet", csumStart, csumOffset, n)
+	}
+
+	// The virtio header, checked the way __virtio_net_hdr_to_skb checks it.
 	gso := hdr.GSOType != virtio.GSONone
-	tcp := false
+	var kind planKind
 	nhMin := ipv4MinHeader // the minimal network header before csum_start
 	thlen := 0             // the minimal L4 header the virtio layer assumes
 	if gso {
 		switch hdr.GSOType &^ virtio.GSOECN {
 		case virtio.GSOTCPv4:
-			tcp, thlen = true, tcpMinHeader
+			kind, thlen = planTSO, tcpMinHeader
 		case virtio.GSOTCPv6:
-			tcp, thlen, nhMin = true, tcpMinHeader, ipv6Header
+			kind, thlen, nhMin = planTSO, tcpMinHeader, ipv6Header
 		case virtio.GSOUDPL4:
-			if hdr.GSOType&virtio.GSOECN != 0 {
-				return Plan{}, errf(ErrGSOType, "gso_type %#02x: the ECN bit on UDP_L4", hdr.GSOType)
-			}
-			thlen = udpHeader
+			kind, thlen = planUSO, udpHeader
 		case virtio.GSOUDP:
-			return Plan{}, errf(ErrGSOType, "gso_type %#02x: UFO (IP fragmentation) is not supported", hdr.GSOType)
+			kind, thlen = planUFO, udpHeader
 		default:
 			return Plan{}, errf(ErrGSOType, "gso_type %#02x (%s)", hdr.GSOType, virtio.GSOName(hdr.GSOType))
 		}
@@ -222,19 +254,20 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 		}
 		pOff = csumStart + thlen
 	} else if gso {
-		if !tcp {
-			return Plan{}, errf(ErrNeedsCsum, "gso_type %s, flags %#02x", virtio.GSOName(hdr.GSOType), hdr.Flags)
-		}
 		pOff = nhMin + thlen
 		if pOff > n {
-			return Plan{}, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and TCP header", n, pOff)
+			return Plan{}, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and L4 header", n, pOff)
 		}
 	}
 	if gso {
-		if tcp && needsCsum && csumOffset != tcpCsumOffset {
-			return Plan{}, errf(ErrCsum, "csum_offset %d for TCP, want %d", csumOffset, tcpCsumOffset)
-		}
-		if !tcp {
+		switch kind {
+		case planUFO:
+			// UFO counts the UDP header in gso_size.
+			pOff -= thlen
+		case planUSO:
+			if !needsCsum {
+				return Plan{}, errf(ErrNeedsCsum, "gso_type %s, flags %#02x", virtio.GSOName(hdr.GSOType), hdr.Flags)
+			}
 			if csumOffset != udpCsumOffset {
 				return Plan{}, errf(ErrCsum, "csum_offset %d for UDP, want %d", csumOffset, udpCsumOffset)
 			}
@@ -242,19 +275,41 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 				return Plan{}, errf(ErrUSOSegments, "%d payload bytes at gso_size %d is more than %d datagrams",
 					n-pOff, gsoSize, udpMaxSegments)
 			}
+			if hdr.GSOType&virtio.GSOECN != 0 {
+				return Plan{}, errf(ErrGSOType, "gso_type %#02x: the ECN bit on UDP_L4", hdr.GSOType)
+			}
+		case planTSO:
+			if needsCsum && csumOffset != tcpCsumOffset {
+				return Plan{}, errf(ErrCsum, "csum_offset %d for TCP, want %d", csumOffset, tcpCsumOffset)
+			}
+		}
+		if gsoSize == gsoByFrags {
+			return Plan{}, errf(ErrGSOByFrags, "gso_type %s", virtio.GSOName(hdr.GSOType))
+		}
+		// "Too small packets are not really GSO ones": a frame whose
+		// payload, measured after the minimal L4 header (UFO: after the
+		// minimal IP header), fits in gso_size goes out as one packet,
+		// only its checksum completed.
+		if n-pOff <= gsoSize {
+			gso = false
 		}
 	}
 
-	// The IP header, checked the way tun and ip_rcv/ipv6_rcv check it.
-	v6, err := checkIP(pkt)
+	// The IP header, checked the way tun (the version) and the stack
+	// check it; m is the packet's length after ip_rcv trimmed it.
+	m, v6, err := ipRcv(pkt, gso && kind == planTSO)
 	if err != nil {
 		return Plan{}, err
 	}
+	if m < n {
+		// pskb_trim_rcsum keeps a partial checksum's field inside.
+		if needsCsum && csumStart+csumOffset+2 > m {
+			return Plan{}, errf(ErrIPLength, "IP length %d cuts off the checksum field at %d + %d", m, csumStart, csumOffset)
+		}
+		pkt, n = pkt[:m], m
+	}
 
-	// "Too small packets are not really GSO ones" (__virtio_net_hdr_to_skb):
-	// a frame whose payload, measured after the minimal L4 header, fits in
-	// gso_size goes out as one packet with only its checksum completed.
-	if !gso || n-pOff <= gsoSize {
+	if !gso {
 		if opt.MaxPacket > 0 && n > opt.MaxPacket {
 			return Plan{}, errf(ErrTooBig, "%d-byte packet, not segmented, exceeds MaxPacket %d", n, opt.MaxPacket)
 		}
@@ -264,7 +319,12 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 			csumStart: csumStart, csumOffset: csumOffset,
 		}, nil
 	}
+	if kind == planUFO {
+		return Plan{}, errf(ErrGSOType, "gso_type %s: UFO of %d bytes after the IP header at gso_size %d would be IP-fragmented, which vnic does not do",
+			virtio.GSOName(hdr.GSOType), n-pOff, gsoSize)
+	}
 
+	tcp := kind == planTSO
 	if tcp && v6 != (hdr.GSOType&^virtio.GSOECN == virtio.GSOTCPv6) {
 		ver := 4
 		if v6 {
@@ -295,7 +355,9 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 	payload := n - hdrLen
 	if payload <= gsoSize {
 		// tcp_gso_segment: "if (unlikely(skb->len <= mss)) goto out" with
-		// segs = -EINVAL; the virtio layer assumed a 20-byte TCP header.
+		// segs = -EINVAL (__udp_gso_segment likewise): the virtio layer
+		// measured after a 20-byte TCP header, and before ip_rcv trimmed
+		// the frame to its IP length.
 		return Plan{}, errf(ErrGSOShort, "%d payload bytes after %d bytes of headers, gso_size %d", payload, hdrLen, gsoSize)
 	}
 
@@ -313,14 +375,14 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 		}
 	}
 	p := Plan{
-		pkt: pkt, v6: v6, l4: l4, hdrLen: hdrLen, mss: mss,
+		pkt: pkt, kind: kind, v6: v6, l4: l4, hdrLen: hdrLen, mss: mss,
 		nseg:    (payload + mss - 1) / mss,
 		max:     hdrLen + min(mss, payload),
 		fixedID: opt.FixedID,
 		partial: opt.PartialChecksum && needsCsum,
 	}
 	if tcp {
-		p.kind, p.accECN = planTSO, opt.AccECN
+		p.accECN = opt.AccECN
 		// The kernel does not recompute the pseudo-header: it takes the
 		// sum the sender left in the checksum field and swaps the
 		// super-packet's L4 length for each segment's (tcp_gso_segment's
@@ -334,7 +396,6 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 	} else {
 		// __udp_gso_segment does the same with the UDP length field (not
 		// the buffer length): csum16_sub(uh->check, uh->len).
-		p.kind = planUSO
 		p.base = checksum.Combine(binary.BigEndian.Uint16(pkt[l4+udpCsumOffset:]), ^binary.BigEndian.Uint16(pkt[l4+4:]))
 	}
 	return p, nil
@@ -413,37 +474,222 @@ func CompleteChecksum(pkt []byte, csumStart, csumOffset int) {
 	binary.BigEndian.PutUint16(pkt[csumStart+csumOffset:], c)
 }
 
-// checkIP checks the fixed IP header and that its length field matches
-// the buffer, and reports whether the packet is IPv6.
-func checkIP(pkt []byte) (v6 bool, err error) {
+// ipRcv checks an IP packet the way tun_get_user (the version) and the
+// stack receiving it check it, and returns its length after
+// pskb_trim_rcsum: the IP length, when the frame is longer.
+//
+//   - ip_rcv_core: ihl at least 5 and within the packet, the header
+//     checksum, a total length neither above the packet nor below ihl (0
+//     on a TCP GSO frame is BIG TCP's "the skb's length", iph_totlen);
+//     then ip_rcv_options → ip_options_compile (checkIPv4Options).
+//   - ip6_rcv_core: a payload length not above the packet (0 with a
+//     hop-by-hop header is a jumbogram's: the frame's length stands);
+//     then ipv6_parse_hopopts (checkHopByHop).
+func ipRcv(pkt []byte, tso bool) (m int, v6 bool, err error) {
 	n := len(pkt)
 	if n == 0 {
-		return false, errf(ErrIPHeader, "empty packet")
+		return 0, false, errf(ErrIPHeader, "empty packet")
 	}
 	switch pkt[0] >> 4 {
 	case 4:
 		if n < ipv4MinHeader {
-			return false, errf(ErrIPHeader, "IPv4 packet of %d bytes", n)
+			return 0, false, errf(ErrIPHeader, "IPv4 packet of %d bytes", n)
 		}
 		ihl := int(pkt[0]&0xf) * 4
 		if ihl < ipv4MinHeader || ihl > n {
-			return false, errf(ErrIPHeader, "IPv4 header length %d, packet %d bytes", ihl, n)
+			return 0, false, errf(ErrIPHeader, "IPv4 header length %d, packet %d bytes", ihl, n)
 		}
-		if tl := int(binary.BigEndian.Uint16(pkt[2:])); tl != n {
-			return false, errf(ErrIPLength, "IPv4 total length %d, packet %d bytes", tl, n)
+		if checksum.Checksum(pkt[:ihl], 0) != 0xffff {
+			return 0, false, errf(ErrIPHeader, "IPv4 header checksum %#04x does not verify", binary.BigEndian.Uint16(pkt[10:]))
 		}
-		return false, nil
+		tl := int(binary.BigEndian.Uint16(pkt[2:]))
+		if tl == 0 && tso {
+			tl = n
+		}
+		if tl > n || tl < ihl {
+			return 0, false, errf(ErrIPLength, "IPv4 total length %d, header %d, packet %d bytes", tl, ihl, n)
+		}
+		if ihl > ipv4MinHeader {
+			if err := checkIPv4Options(pkt[ipv4MinHeader:ihl]); err != nil {
+				return 0, false, err
+			}
+		}
+		return tl, false, nil
 	case 6:
 		if n < ipv6Header {
-			return true, errf(ErrIPHeader, "IPv6 packet of %d bytes", n)
+			return 0, true, errf(ErrIPHeader, "IPv6 packet of %d bytes", n)
 		}
-		if pl := int(binary.BigEndian.Uint16(pkt[4:])); pl+ipv6Header != n {
-			return true, errf(ErrIPLength, "IPv6 payload length %d, packet %d bytes", pl, n)
+		m := n
+		pl := int(binary.BigEndian.Uint16(pkt[4:]))
+		if pl != 0 || pkt[6] != extHopByHop {
+			if pl+ipv6Header > n {
+				return 0, true, errf(ErrIPLength, "IPv6 payload length %d, packet %d bytes", pl, n)
+			}
+			m = pl + ipv6Header
 		}
-		return true, nil
+		if pkt[6] == extHopByHop {
+			if err := checkHopByHop(pkt[:m]); err != nil {
+				return 0, true, err
+			}
+		}
+		return m, true, nil
 	default:
-		return false, errf(ErrIPVersion, "IP version %d", pkt[0]>>4)
+		return 0, false, errf(ErrIPVersion, "IP version %d", pkt[0]>>4)
 	}
+}
+
+// IPv4 options ip_options_compile looks into.
+const (
+	optEOL   = 0
+	optNOP   = 1
+	optRR    = 7
+	optTS    = 68
+	optLSRR  = 131
+	optCIPSO = 134
+	optSSRR  = 137
+	optRA    = 148
+)
+
+// checkIPv4Options refuses the IPv4 options ip_options_compile refuses on
+// receive (an option running past the header or shorter than 2 bytes,
+// record route or timestamp with a bad pointer or an overflowing
+// counter, a router alert shorter than 4 bytes, a repeated option) and
+// those the receiving stack then drops: a source route (forwarding with
+// accept_source_route 0, the default, ip_rcv_options) and CIPSO (no DOI
+// is configured, cipso_v4_validate). Other options pass untouched. The
+// changes a forwarding router makes (recording its address or a
+// timestamp, zeroing bytes after an end-of-list) are not a NIC's and are
+// not made.
+func checkIPv4Options(o []byte) error {
+	var rr, ts bool
+	for i := 0; i < len(o); {
+		switch o[i] {
+		case optEOL:
+			return nil
+		case optNOP:
+			i++
+			continue
+		}
+		l := len(o) - i
+		if l < 2 {
+			return errf(ErrIPHeader, "IPv4 option %d at %d truncated", o[i], i)
+		}
+		ol := int(o[i+1])
+		if ol < 2 || ol > l {
+			return errf(ErrIPHeader, "IPv4 option %d at %d: length %d, %d bytes left", o[i], i, ol, l)
+		}
+		opt := o[i : i+ol]
+		bad := false
+		switch o[i] {
+		case optLSRR, optSSRR:
+			return errf(ErrIPHeader, "IPv4 source route option %d: not forwarded (accept_source_route 0)", o[i])
+		case optCIPSO:
+			return errf(ErrIPHeader, "IPv4 CIPSO option: no DOI configured")
+		case optRR:
+			bad = rr || ol < 3 || opt[2] < 4 || int(opt[2]) <= ol && int(opt[2])+3 > ol
+			rr = true
+		case optTS:
+			bad = ts || ol < 4 || opt[2] < 5
+			if !bad {
+				ptr, flags := int(opt[2]), opt[3]
+				switch {
+				case ptr <= ol:
+					bad = ptr+3 > ol || (flags&0xf == 1 || flags&0xf == 3) && ptr+7 > ol
+				case flags&0xf != 3:
+					bad = flags>>4 == 15 // the overflow counter would wrap
+				}
+			}
+			ts = true
+		case optRA:
+			bad = ol < 4
+		}
+		if bad {
+			return errf(ErrIPHeader, "IPv4 option %d at %d malformed (ip_options_compile)", o[i], i)
+		}
+		i += ol
+	}
+	return nil
+}
+
+// IPv6 hop-by-hop options ip6_parse_tlv looks into.
+const (
+	tlvPad1        = 0
+	tlvPadN        = 1
+	tlvCALIPSO     = 7
+	tlvRouterAlert = 5
+	tlvIOAM        = 0x31
+	tlvJumbo       = 0xc2
+	// maxHopByHopOpts is max_hbh_opts_cnt's default
+	// (IP6_DEFAULT_MAX_HBH_OPTS_CNT).
+	maxHopByHopOpts = 8
+)
+
+// checkHopByHop refuses the hop-by-hop header ipv6_parse_hopopts refuses
+// (ip6_parse_tlv): one that runs past the packet, options that run past
+// the header, more than 7 bytes of padding in a row or PadN with non-zero
+// bytes, more than 8 options, a router alert whose length is not 2, a
+// jumbo payload (meaningless below 64 KiB), a CALIPSO option (no DOI
+// configured), a misaligned IOAM option, and any unknown option whose
+// type says to discard the packet (the two high bits not 00). pkt starts
+// with the IPv6 header; its next header is hop-by-hop.
+func checkHopByHop(pkt []byte) error {
+	if len(pkt) < ipv6Header+8 {
+		return errf(ErrIPv6ExtHdr, "hop-by-hop header truncated, packet %d bytes", len(pkt))
+	}
+	end := ipv6Header + (int(pkt[ipv6Header+1])+1)*8
+	if end > len(pkt) {
+		return errf(ErrIPv6ExtHdr, "hop-by-hop header of %d bytes, packet %d bytes", end-ipv6Header, len(pkt))
+	}
+	pad, count := 0, 0
+	for off := ipv6Header + 2; off < end; {
+		t := pkt[off]
+		if t == tlvPad1 {
+			if pad++; pad > 7 {
+				return errf(ErrIPHeader, "hop-by-hop: more than 7 bytes of padding at %d", off)
+			}
+			off++
+			continue
+		}
+		if end-off < 2 {
+			return errf(ErrIPHeader, "hop-by-hop option %#02x at %d truncated", t, off)
+		}
+		ol := int(pkt[off+1]) + 2
+		if ol > end-off {
+			return errf(ErrIPHeader, "hop-by-hop option %#02x at %d: %d bytes, %d left", t, off, ol, end-off)
+		}
+		if t == tlvPadN {
+			if pad += ol; pad > 7 {
+				return errf(ErrIPHeader, "hop-by-hop: more than 7 bytes of padding at %d", off)
+			}
+			for _, b := range pkt[off+2 : off+ol] {
+				if b != 0 {
+					return errf(ErrIPHeader, "hop-by-hop: PadN at %d not zero", off)
+				}
+			}
+			off += ol
+			continue
+		}
+		if count++; count > maxHopByHopOpts {
+			return errf(ErrIPHeader, "hop-by-hop: more than %d options", maxHopByHopOpts)
+		}
+		bad := false
+		switch t {
+		case tlvRouterAlert:
+			bad = ol != 4
+		case tlvJumbo, tlvCALIPSO:
+			bad = true
+		case tlvIOAM:
+			bad = off&3 != 0
+		default:
+			bad = t>>6 != 0
+		}
+		if bad {
+			return errf(ErrIPHeader, "hop-by-hop option %#02x at %d refused (ip6_parse_tlv)", t, off)
+		}
+		pad = 0
+		off += ol
+	}
+	return nil
 }
 
 // findL4 returns the offset of the L4 header and the protocol found there,

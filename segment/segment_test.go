@@ -374,12 +374,13 @@ func TestNoCsumCopiedAsIs(t *testing.T) {
 }
 
 // hdr_len is never trusted: 0, the whole packet (what GRO hands out), or
-// garbage give the same segments.
+// anything up to the packet's length give the same segments (only hdr_len
+// past the frame is refused: TestHdrLenBeyondFrameRefused).
 func TestHdrLenIgnored(t *testing.T) {
 	p := pkttest.Packet{Flags: pkttest.ACK, TCPOptions: tsTCPOptions, Payload: pkttest.Payload(8000, 39)}
 	pkt, h := p.BuildGSO(1448, false)
 	want := tsoWant(p, 1448, false, false)
-	for _, hl := range []uint16{0, 1, 40, 1500, uint16(len(pkt)), 0xffff} {
+	for _, hl := range []uint16{0, 1, 40, 1500, uint16(len(pkt))} {
 		h.HdrLen = hl
 		same(t, run(t, h, pkt, Options{}), want)
 	}
@@ -469,7 +470,7 @@ func TestReason(t *testing.T) {
 		t.Errorf("Reason(foreign) = %v", r)
 	}
 	seen := map[drop.Reason]bool{}
-	for _, e := range []*DropError{ErrGSOType, ErrGSOSizeZero, ErrCsum, ErrNeedsCsum, ErrIPVersion, ErrIPHeader,
+	for _, e := range []*DropError{ErrGSOType, ErrGSOSizeZero, ErrGSOByFrags, ErrHdrLen, ErrCsum, ErrNeedsCsum, ErrIPVersion, ErrIPHeader,
 		ErrIPLength, ErrL4Proto, ErrIPv6ExtHdr, ErrL4Header, ErrGSOShort, ErrUSOSegments, ErrTooBig,
 		ErrTooManySegments, ErrBufferTooSmall} {
 		r := e.Reason()

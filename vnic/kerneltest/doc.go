@@ -21,9 +21,15 @@
 // reader whole, described by the virtio header (virtio_net_hdr_from_skb).
 // A TUN write(2) runs one NAPI poll per packet, so the flush is held
 // across polls with gro_flush_timeout=1000000 and napi_defer_hard_irqs=10
-// on `in` (written through a sysfs mounted inside the namespace); a batch
-// is started right after a jiffy tick so that napi_complete_done's flush of
-// "old" packets cannot split it.
+// on `in` (written through a sysfs mounted inside the namespace). A jiffy
+// tick during a batch would split it (napi_complete_done flushes held
+// packets older than the current jiffy), so a batch is written right
+// after a tick, from a thread raised to SCHED_FIFO for the writes, and
+// written again when the coarse clock shows a tick came before its last
+// write anyway. Reading stops when the frames carry the batch's whole
+// payload and its empty segments, or after 100 ms without a frame: on a
+// loaded machine the held list can trail the writes by tens of
+// milliseconds.
 //
 // Both TUNs have MTU 65535, so forwarding never fragments and never sends
 // "fragmentation needed"; `out` has txqueuelen 8192. IPv6 link-local
@@ -65,6 +71,19 @@
 //     output).
 //   - Segments read from `out` carry an all-zero virtio header (no
 //     DATA_VALID).
+//   - gso_size 0xffff (GSO_BY_FRAGS) makes write(2) fail with EINVAL, for
+//     every gso type; so does hdr_len past the packet (past it plus 2
+//     behind a 12-byte header, GSOOptions.VnetHdrSize), GSO_NONE included.
+//   - Legacy UFO (gso_type UDP) is accepted: a datagram that fits in
+//     gso_size (UDP header included) comes out as one packet, a larger one
+//     as IP fragments (IPv4: the ID kept; IPv6: a fragment header with a
+//     hashed ID), each with a DATA_VALID header.
+//   - A frame longer than its IP length is trimmed to it by ip_rcv /
+//     ip6_rcv (after the virtio layer measured the whole frame), one
+//     shorter is dropped silently; so are IPv4 headers with a bad checksum
+//     or options ip_options_compile refuses, source routes, and IPv6
+//     hop-by-hop options ip6_parse_tlv refuses. An IPv4 total length of 0
+//     on a TCP GSO frame is taken as the frame's length (BIG TCP).
 //   - A packet that leaves unsegmented must fit the 65535-byte MTU: an
 //     IPv6 packet with a 65535-byte payload (65575 bytes) is dropped by
 //     forwarding (packet too big), so differential tests keep whole
@@ -90,7 +109,10 @@
 //     options (inet_gro_receive only takes IHL 5), a bad L4 checksum, or
 //     any packet with GRO off.
 //   - CWR always flushes: even a run with CWR on every segment comes out
-//     segment by segment with DATA_VALID (never merged).
+//     segment by segment with DATA_VALID (never merged). A CWR segment is
+//     held, though, like a new head: it comes out when the next segment of
+//     its flow arrives or at the end of the poll, after older held packets
+//     of other flows, and it takes one of the eight GRO slots.
 //   - PSH ends a merge after including the PSH segment; a segment shorter
 //     than gso_size ends it likewise; a larger one starts a new packet.
 //   - IPv6 with hop-by-hop or destination-options headers merges

@@ -28,8 +28,16 @@ type Frame struct {
 // GSO is the kernel segmentation oracle (Linux only).
 type GSO struct{}
 
+// GSOOptions configures the GSO oracle (Linux only).
+type GSOOptions struct {
+	VnetHdrSize int
+}
+
 // NewGSO skips the test off Linux.
 func NewGSO(t testing.TB) *GSO { RequireRoot(t); return nil }
+
+// NewGSOWith skips the test off Linux.
+func NewGSOWith(t testing.TB, opt GSOOptions) *GSO { RequireRoot(t); return nil }
 
 // Segment returns an errors.ErrUnsupported-wrapped error.
 func (o *GSO) Segment(h virtio.Hdr, pkt []byte) ([][]byte, error) { return nil, errUnsupported }

@@ -19,10 +19,11 @@ const offloadsAll = tundev.All
 // tunDev is one TUN device (tundev.Device: IFF_TUN|IFF_NO_PI|IFF_VNET_HDR)
 // read one frame at a time with a deadline.
 type tunDev struct {
-	name  string
-	dev   *tundev.Device
-	bufs  [][]byte // bufs[0] is the read buffer; all of them for drain
-	sizes []int
+	name   string
+	hdrLen int // the virtio header's size on this device
+	dev    *tundev.Device
+	bufs   [][]byte // bufs[0] is the read buffer; all of them for drain
+	sizes  []int
 }
 
 // openTUN creates TUN device name in the calling thread's network
@@ -31,9 +32,12 @@ type tunDev struct {
 //
 // Equivalent to: ip tuntap add name NAME mode tun vnet_hdr [napi]; plus
 // TUNSETOFFLOAD, which only a process holding the fd can do.
-func openTUN(name string, napi bool, offloads tundev.Offloads) (*tunDev, error) {
+func openTUN(name string, napi bool, offloads tundev.Offloads, hdrLen int) (*tunDev, error) {
+	if hdrLen == 0 {
+		hdrLen = virtio.Size
+	}
 	d, err := tundev.Open(tundev.Config{
-		Name: name, Offloads: offloads, NAPI: napi, VnetHdrSize: virtio.Size,
+		Name: name, Offloads: offloads, NAPI: napi, VnetHdrSize: hdrLen,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -48,7 +52,7 @@ func openTUN(name string, napi bool, offloads tundev.Offloads) (*tunDev, error) 
 	for i := range bufs {
 		bufs[i] = buf // drain discards: one buffer will do
 	}
-	return &tunDev{name: name, dev: d, bufs: bufs, sizes: make([]int, len(bufs))}, nil
+	return &tunDev{name: name, hdrLen: hdrLen, dev: d, bufs: bufs, sizes: make([]int, len(bufs))}, nil
 }
 
 func (d *tunDev) close() error {
@@ -60,12 +64,13 @@ func (d *tunDev) close() error {
 	return err
 }
 
-// write writes one frame: the virtio header then the IP packet, in one
-// write(2) (a TUN write is one packet).
+// write writes one frame: the virtio header (zero-padded to the device's
+// header size) then the IP packet, in one write(2) (a TUN write is one
+// packet).
 func (d *tunDev) write(h virtio.Hdr, pkt []byte) error {
-	frame := make([]byte, virtio.Size+len(pkt))
+	frame := make([]byte, d.hdrLen+len(pkt))
 	h.Encode(frame)
-	copy(frame[virtio.Size:], pkt)
+	copy(frame[d.hdrLen:], pkt)
 	return d.writeRaw(frame)
 }
 
@@ -105,12 +110,12 @@ func (d *tunDev) read(deadline time.Time) (Frame, error) {
 		return Frame{}, fmt.Errorf("kerneltest: %w", err)
 	}
 	size := d.sizes[0]
-	if size < virtio.Size {
+	if size < d.hdrLen {
 		return Frame{}, fmt.Errorf("kerneltest: %d-byte frame from %s", size, d.name)
 	}
 	var f Frame
 	f.Hdr.Decode(d.bufs[0])
-	f.Pkt = bytes.Clone(d.bufs[0][virtio.Size:size])
+	f.Pkt = bytes.Clone(d.bufs[0][d.hdrLen:size])
 	return f, nil
 }
 
@@ -125,15 +130,16 @@ func (d *tunDev) drain() {
 
 // collect reads frames until nothing has arrived for quiet after the last
 // one (or for first before the first one), and at most for limit in all.
-// When want >= 0 and the kept frames carry want TCP/UDP payload bytes in
-// all, everything is out: collect then waits only grace for stragglers.
-// Frames keep returns false for are dropped (and counted).
-func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want int, keep func(Frame) bool) ([]Frame, int, error) {
+// When want >= 0 and the kept frames carry want TCP/UDP payload bytes and
+// empty frames without payload in all, everything is out: collect then
+// waits only grace for stragglers. Frames keep returns false for are
+// dropped (and counted).
+func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want, empty int, keep func(Frame) bool) ([]Frame, int, error) {
 	start := time.Now()
 	end := start.Add(limit)
 	deadline := start.Add(first)
 	var out []Frame
-	dropped, got := 0, 0
+	dropped, got, gotEmpty := 0, 0, 0
 	for {
 		if deadline.After(end) {
 			deadline = end
@@ -150,10 +156,13 @@ func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want int, kee
 			continue
 		}
 		out = append(out, f)
-		if n := PayloadLen(f.Pkt); n > 0 {
+		switch n := PayloadLen(f.Pkt); {
+		case n > 0:
 			got += n
+		case n == 0:
+			gotEmpty++
 		}
-		if want >= 0 && got >= want {
+		if want >= 0 && got >= want && gotEmpty >= empty {
 			deadline = time.Now().Add(grace)
 		} else {
 			deadline = time.Now().Add(quiet)

@@ -95,22 +95,24 @@ func PayloadLen(pkt []byte) int {
 }
 
 // AfterForwarding returns a copy of an IP packet as a router forwards it:
-// IPv4 TTL or IPv6 hop limit one lower, and the IPv4 header checksum
-// recomputed (the kernel's ip_decrease_ttl adjusts it incrementally, to the
-// same value). The kernel oracles forward, so this is what a pure-Go
-// engine's input must go through before its output can be compared with
-// the kernel's. Packets that are not IPv4 or IPv6 are copied unchanged.
+// IPv4 TTL or IPv6 hop limit one lower, the IPv4 header checksum adjusted
+// the way ip_decrease_ttl adjusts it (incrementally, so a header checksum
+// that was wrong stays wrong: the kernel would have dropped that packet
+// before forwarding it, and the engine under test must see it wrong too).
+// The kernel oracles forward, so this is what a pure-Go engine's input
+// must go through before its output can be compared with the kernel's.
+// Packets that are not IPv4 or IPv6 are copied unchanged.
 func AfterForwarding(pkt []byte) []byte {
 	b := bytes.Clone(pkt)
 	switch {
 	case len(b) >= 20 && b[0]>>4 == 4:
-		ihl := int(b[0]&0xf) * 4
-		if ihl < 20 || ihl > len(b) {
-			return b
-		}
 		b[8]--
-		b[10], b[11] = 0, 0
-		binary.BigEndian.PutUint16(b[10:], ^sum16(b[:ihl]))
+		// ip_decrease_ttl: check += htons(0x0100), end-around carry.
+		c := uint32(binary.BigEndian.Uint16(b[10:])) + 0x0100
+		if c >= 0xffff {
+			c++
+		}
+		binary.BigEndian.PutUint16(b[10:], uint16(c))
 	case len(b) >= 40 && b[0]>>4 == 6:
 		b[7]--
 	}
