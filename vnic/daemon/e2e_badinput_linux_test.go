@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"vnic/vnic/daemon"
 	"vnic/vnic/nsutil"
@@ -92,15 +93,19 @@ func rawIPSocket(t *testing.T, ns string) func(b []byte) error {
 //   - A raw IP socket with IP_HDRINCL refuses an IPv4 header with ihl < 5
 //     (EINVAL) and rewrites the total length and header checksum of any
 //     other, so it cannot make a malformed header.
-//   - Bad IPv4 header or UDP checksums are not the NIC's business (it
-//     only completes partial checksums): they cross the wire and gVisor
-//     counts them (Peer.Stack.IPMalformed, UDPChecksumErrors).
+//   - The NIC takes in frames as the kernel's TUN receive path does
+//     (ip_rcv_core): a bad IPv4 header checksum is dropped (ip_header), an
+//     IP length past the frame too (ip_length), a frame longer than its IP
+//     length is trimmed to it and sent. A bad UDP checksum is not the NIC's
+//     business (it only completes partial ones): it crosses the wire and
+//     the peer's receive side counts it.
 //   - With PACKET_VNET_HDR the kernel checks the virtio header itself
 //     (__virtio_net_hdr_to_skb): a TCP gso type on the wrong IP version, a
 //     wrong csum_offset or an unknown gso type are refused (EINVAL), and
 //     UDP_L4 on a TCP packet is dropped before the TUN. A GSO frame whose
-//     IPv4 total length disagrees gets through (ip_length), and so does
-//     gso_size 1, which is valid: 4000 one-byte segments.
+//     IPv4 total length is shorter gets through, trimmed, and is then too
+//     short to segment (gso_short); gso_size 1 is valid: 4000 one-byte
+//     segments.
 //   - short_frame cannot happen with a kernel TUN (it always writes the
 //     virtio header); segment's own tests cover the other reasons.
 func TestE2EBadInputCountedNotCrashed(t *testing.T) {
@@ -115,11 +120,19 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		f(b)
 		return b
 	}
+	// modIP is mod with the IPv4 header checksum recomputed after f.
+	modIP := func(b []byte, f func([]byte)) []byte {
+		return mod(b, func(b []byte) {
+			f(b)
+			b[10], b[11] = 0, 0
+			binary.BigEndian.PutUint16(b[10:], ^checksum.Checksum(b[:20], 0))
+		})
+	}
+	peerIn := func(s daemon.Stats) uint64 { return s.Peer.In.Packets }
 	good6 := (&pkttest.Packet{V6: true, Proto: pkttest.ProtoUDP, SrcPort: 40003, DstPort: 9, Payload: []byte("hello")}).Build()
 	// The peer's NIC runs GRO, so like a NIC with rx-checksumming it
 	// verifies checksums itself and drops what fails (Drops.BadChecksum)
 	// before gVisor's stack would count it.
-	peerIPMalformed := func(s daemon.Stats) uint64 { return s.Peer.Stack.IPMalformed + s.Peer.Drops.BadChecksum }
 	peerUDPChecksum := func(s daemon.Stats) uint64 { return s.Peer.Stack.UDPChecksumErrors + s.Peer.Drops.BadChecksum }
 	peerDiscarded := func(s daemon.Stats) uint64 { return s.Peer.Discarded }
 
@@ -141,15 +154,15 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		{"3 bytes", func() error { return send(unix.ETH_P_IP, good[:3]) }, false, "host_tx/ip_header", nil, 0},
 		{"raw socket IP_HDRINCL ihl 3", func() error { return sendRaw(mod(good, func(b []byte) { b[0] = 0x43 })) }, true, "host_tx/ip_header", nil, 0},
 		{"IPv4 total length 1000 > frame", func() error {
-			return send(unix.ETH_P_IP, mod(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }))
+			return send(unix.ETH_P_IP, modIP(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }))
 		}, false, "host_tx/ip_length", nil, 0},
-		{"IPv4 total length 22 < frame", func() error {
-			return send(unix.ETH_P_IP, mod(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 22) }))
-		}, false, "host_tx/ip_length", nil, 0},
+		{"IPv4 total length 22 < frame (trimmed and sent, as ip_rcv does)", func() error {
+			return send(unix.ETH_P_IP, modIP(good, func(b []byte) { binary.BigEndian.PutUint16(b[2:], 22) }))
+		}, false, "", peerIn, 1},
 		{"IPv6 payload length 500 > frame", func() error {
 			return send(unix.ETH_P_IPV6, mod(good6, func(b []byte) { binary.BigEndian.PutUint16(b[4:], 500) }))
 		}, false, "host_tx/ip_length", nil, 0},
-		{"bad IPv4 header checksum", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[10] ^= 0xff })) }, false, "", peerIPMalformed, 1},
+		{"bad IPv4 header checksum", func() error { return send(unix.ETH_P_IP, mod(good, func(b []byte) { b[10] ^= 0xff })) }, false, "host_tx/ip_header", nil, 0},
 		{"bad UDP checksum", func() error {
 			return send(unix.ETH_P_IP, (&pkttest.Packet{Proto: pkttest.ProtoUDP, SrcPort: 40002, DstPort: 9, Payload: []byte("hello"), BadL4Checksum: true}).Build())
 		}, false, "", peerUDPChecksum, 1},
@@ -205,7 +218,14 @@ func TestE2EBadInputCountedNotCrashed(t *testing.T) {
 		{"gso udp_l4 on TCP", func(h *virtio.Hdr, b []byte) { h.GSOType = virtio.GSOUDPL4; h.CsumOffset = 6 }, "host_tx/l4_proto", 0},
 		{"csum_offset 6 for TCP", func(h *virtio.Hdr, b []byte) { h.CsumOffset = 6 }, "host_tx/csum_offsets", 0},
 		{"gso type 0x20", func(h *virtio.Hdr, b []byte) { h.GSOType = 0x20 }, "host_tx/gso_type", 0},
-		{"IPv4 total length 1000", func(h *virtio.Hdr, b []byte) { binary.BigEndian.PutUint16(b[2:], 1000) }, "host_tx/ip_length", 0},
+		// ip_rcv trims the 4040-byte frame to 1000 bytes, and then 960
+		// bytes of payload at gso_size 1448 are no GSO frame:
+		// tcp_gso_segment refuses it.
+		{"IPv4 total length 1000", func(h *virtio.Hdr, b []byte) {
+			binary.BigEndian.PutUint16(b[2:], 1000)
+			b[10], b[11] = 0, 0
+			binary.BigEndian.PutUint16(b[10:], ^checksum.Checksum(b[:20], 0))
+		}, "host_tx/gso_short", 0},
 	} {
 		b, h := big.BuildGSO(1448, false)
 		v.f(&h, b)
