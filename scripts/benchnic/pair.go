@@ -5,6 +5,9 @@ package main
 // floor of this design and the other references, all with iperf3 between
 // two namespaces, in one run, rounds interleaved:
 //
+//   - null relay, 2 queues: the same with multi-queue TUNs
+//     (IFF_MULTI_QUEUE) and a relay per queue: does a reader per queue
+//     beat the single-queue floor on this machine?
 //   - null relay: two TUN devices with IFF_VNET_HDR and the same offloads
 //     (CSUM|TSO4|TSO6|TSO_ECN|USO4|USO6), a relay that copies every frame
 //     (virtio header + super-packet) from one to the other unchanged, one
@@ -52,15 +55,27 @@ func childRelay(args []string) int {
 	nsB := fs.String("nsb", "", "")
 	ready := fs.String("ready", "", "")
 	batch := fs.Int("batch", 64, "")
+	queues := fs.Int("queues", 1, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	open := func(ns, addr string) (*tundev.Device, error) {
-		var d *tundev.Device
+	// open returns the device's queues (one unless -queues).
+	open := func(ns, addr string) ([]*tundev.Device, error) {
+		var qs []*tundev.Device
 		if err := nsutil.Do(ns, func() error {
-			var err error
-			d, err = tundev.Open(tundev.Config{Name: "vnic0", Offloads: tundev.All})
-			return err
+			d, err := tundev.Open(tundev.Config{Name: "vnic0", Offloads: tundev.All, MultiQueue: *queues > 1})
+			if err != nil {
+				return err
+			}
+			qs = append(qs, d)
+			for len(qs) < *queues {
+				q, err := d.OpenQueue()
+				if err != nil {
+					return err
+				}
+				qs = append(qs, q)
+			}
+			return nil
 		}); err != nil {
 			return nil, err
 		}
@@ -69,7 +84,7 @@ func childRelay(args []string) int {
 			return nil, err
 		}
 		defer h.Close()
-		return d, nsutil.ConfigureLink(h, "vnic0", nsutil.LinkConfig{MTU: 1500, TxQueueLen: nic.DefaultTxQueueLen, Up: true,
+		return qs, nsutil.ConfigureLink(h, "vnic0", nsutil.LinkConfig{MTU: 1500, TxQueueLen: nic.DefaultTxQueueLen, Up: true,
 			Addrs: []netip.Prefix{netip.MustParsePrefix(addr)}})
 	}
 	a, err := open(*nsA, pairA)
@@ -100,8 +115,10 @@ func childRelay(args []string) int {
 			_, _ = to.Write(out[:n], 0)
 		}
 	}
-	go relay(a, b)
-	go relay(b, a)
+	for i := range a {
+		go relay(a[i], b[i])
+		go relay(b[i], a[i])
+	}
 	if err := os.WriteFile(*ready, nil, 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		return 1
@@ -109,8 +126,10 @@ func childRelay(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
-	a.Close()
-	b.Close()
+	for i := range a {
+		a[i].Close()
+		b[i].Close()
+	}
 	return 0
 }
 
@@ -128,9 +147,10 @@ func (e *env) twoNetns(tag string) (nsA, nsB string, err error) {
 	return nsA, nsB, nil
 }
 
-// relayPath starts the null relay and an iperf3 server behind it.
-func (e *env) relayPath(ctx context.Context) (*path, error) {
-	nsA, nsB, err := e.twoNetns("nr")
+// relayPath starts the null relay (with queues TUN queues per device)
+// and an iperf3 server behind it.
+func (e *env) relayPath(ctx context.Context, name, tag string, queues int) (*path, error) {
+	nsA, nsB, err := e.twoNetns(tag)
 	if err != nil {
 		return nil, err
 	}
@@ -138,9 +158,9 @@ func (e *env) relayPath(ctx context.Context) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	ready := filepath.Join(e.tmp, "relay.ready")
-	c, err := startChild("null relay", []string{exe, "-nsa", nsA, "-nsb", nsB, "-ready", ready},
-		[]string{childEnv + "=relay"}, filepath.Join(e.tmp, "relay.log"), nil)
+	ready := filepath.Join(e.tmp, tag+".ready")
+	c, err := startChild(name, []string{exe, "-nsa", nsA, "-nsb", nsB, "-ready", ready, "-queues", fmt.Sprint(queues)},
+		[]string{childEnv + "=relay"}, filepath.Join(e.tmp, tag+".log"), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +174,7 @@ func (e *env) relayPath(ctx context.Context) (*path, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return e.pairIperf3(ctx, "null relay", "nr", c, nsA, nsB)
+	return e.pairIperf3(ctx, name, tag, c, nsA, nsB)
 }
 
 // vnicPairPath starts `vnic up --netns A --wire netns:B` (a child daemon)
@@ -188,7 +208,11 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 		fmt.Fprintf(os.Stderr, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
 	}
 	progress("starting the null relay, the vnic pair, the wireguard-go pair and the veth pair")
-	relay, err := e.relayPath(ctx)
+	relay, err := e.relayPath(ctx, "null relay", "nr", 1)
+	if err != nil {
+		return err
+	}
+	relayMQ, err := e.relayPath(ctx, "null relay, 2 queues", "nq", 2)
 	if err != nil {
 		return err
 	}
@@ -204,7 +228,7 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	paths := []*path{relay, pair, pairWG, veth}
+	paths := []*path{relay, relayMQ, pair, pairWG, veth}
 	type shape struct {
 		d       direction
 		streams int
@@ -249,7 +273,7 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 		lats = append(lats, l)
 	}
 	progress("idle CPU: 5 s with no traffic")
-	kids := []*path{relay, pair, pairWG}
+	kids := []*path{relay, relayMQ, pair, pairWG}
 	c0 := make([]float64, len(kids))
 	for i, p := range kids {
 		c0[i], _ = procCPU(p.daemon.pid())
@@ -301,7 +325,7 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 
 	fmt.Fprintf(&b, "\nratios of medians, same run (✓ target met, ✗ not met)\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "cell\tpair / null relay (≥ 0.95)\tpair / wireguard-go pair (≥ 1.15)\tpair / veth\tpair CPU/GB / wireguard-go's\t\n")
+	fmt.Fprintf(tw, "cell\tpair / null relay (≥ 0.95)\tpair / wireguard-go pair (≥ 1.15)\tpair / veth\tpair CPU/GB / wireguard-go's\t2-queue relay / 1-queue\t\n")
 	met, total := 0, 0
 	mark := func(v, target float64, le bool) string {
 		if math.IsNaN(v) {
@@ -317,8 +341,9 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 	gb := func(c *cell) float64 { return c.perGB(func(s sample) float64 { return s.daemonCPU }) }
 	for _, sh := range shapes {
 		pc := find(pair, sh)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t\n", sh.label, mark(pc.median()/find(relay, sh).median(), 0.95, false),
-			mark(pc.median()/find(pairWG, sh).median(), 1.15, false), pc.median()/find(veth, sh).median(), gb(pc)/gb(find(pairWG, sh)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t\n", sh.label, mark(pc.median()/find(relay, sh).median(), 0.95, false),
+			mark(pc.median()/find(pairWG, sh).median(), 1.15, false), pc.median()/find(veth, sh).median(), gb(pc)/gb(find(pairWG, sh)),
+			find(relayMQ, sh).median()/find(relay, sh).median())
 	}
 	tw.Flush()
 	var relayLoaded, pairLoaded float64

@@ -219,3 +219,52 @@ func TestOutputFarTSO(t *testing.T) {
 		t.Errorf("drops %v, want far_tx gso_type 1", s.Drops)
 	}
 }
+
+// TestDataPathNoAllocs: once warm, moving a batch of frames across a
+// direct wire into the far host allocates nothing — with the shortcut,
+// through segment and GRO (GRO on and off), through the far end's TSO
+// (Output) and through a plain wire end (Inject).
+func TestDataPathNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	_, b4, h4 := superPacket(false)
+	_, b6, h6 := superPacket(true)
+	small := pkttest.Packet{Flags: pkttest.ACK, Payload: pkttest.Payload(200, 4)}
+	sb, sh := small.BuildPartial()
+	frames := [][]byte{frame(h4, b4), frame(h6, b6), frame(sh, sb)}
+	for _, c := range []struct {
+		name  string
+		setup func(a, b *NIC)
+	}{
+		{"shortcut", func(a, b *NIC) {}},
+		{"segment+GRO", func(a, b *NIC) { noShortcut = true }},
+		{"GRO off", func(a, b *NIC) { noShortcut = true; b.SetGRO(false) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() { noShortcut = false }()
+			a, _ := newTestNIC(t, Options{})
+			b, db := newTestNIC(t, Options{})
+			a.Connect(b)
+			c.setup(a, b)
+			db.discard = true
+			inPlace = nil
+			transmitInPlace(a, frames)
+			if n := testing.AllocsPerRun(100, func() { transmitInPlace(a, frames) }); n != 0 {
+				t.Errorf("%v allocations per batch", n)
+			}
+		})
+	}
+	n, dev := newTestNIC(t, Options{})
+	dev.discard = true
+	out := []glink.Packet{{Hdr: h4, Data: b4}, {Hdr: h6, Data: b6}}
+	n.OutputChecked(out)
+	if allocs := testing.AllocsPerRun(100, func() { n.OutputChecked(out) }); allocs != 0 {
+		t.Errorf("Output: %v allocations per batch", allocs)
+	}
+	wire := [][]byte{(&pkttest.Packet{Payload: pkttest.Payload(1448, 1)}).Build(), (&pkttest.Packet{V6: true, Payload: pkttest.Payload(1428, 2)}).Build()}
+	n.Inject(wire)
+	if allocs := testing.AllocsPerRun(100, func() { n.Inject(wire) }); allocs != 0 {
+		t.Errorf("Inject: %v allocations per batch", allocs)
+	}
+}

@@ -76,6 +76,11 @@ type Config struct {
 	// NAPI makes the kernel receive written frames through NAPI
 	// (IFF_NAPI), which runs GRO on them.
 	NAPI bool
+	// MultiQueue creates a multi-queue device (IFF_MULTI_QUEUE): Open
+	// returns its first queue, Device.OpenQueue attaches more. The kernel
+	// spreads what it transmits over the queues by flow hash
+	// (tun_select_queue), so each queue can have a reader of its own.
+	MultiQueue bool
 	// VnetHdrSize is the virtio header length: 10 (struct virtio_net_hdr,
 	// the default when 0) or 12 (struct virtio_net_hdr_mrg_rxbuf).
 	VnetHdrSize int

@@ -24,6 +24,7 @@ type Device struct {
 	name     string
 	hdrLen   int
 	offloads Offloads
+	cfg      Config // for OpenQueue
 	file     *os.File
 	rc       syscall.RawConn
 
@@ -106,6 +107,23 @@ func validIfName(name string) error {
 // TUNSETVNETHDRSZ and TUNSETOFFLOAD, which only the holder of the fd can
 // do.
 func Open(cfg Config) (*Device, error) {
+	return open(cfg, false)
+}
+
+// OpenQueue attaches another queue to a multi-queue device (Config.
+// MultiQueue) and returns it as a Device of its own, with the same
+// header size and offloads. It must be called in the device's network
+// namespace. The interface lives while any of its queues is open.
+func (d *Device) OpenQueue() (*Device, error) {
+	if !d.cfg.MultiQueue {
+		return nil, fmt.Errorf("tundev: %s is not a multi-queue device", d.name)
+	}
+	c := d.cfg
+	c.Name, c.Offloads = d.name, d.offloads
+	return open(c, true)
+}
+
+func open(cfg Config, attach bool) (*Device, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -146,9 +164,15 @@ func Open(cfg Config) (*Device, error) {
 	}
 	// IFF_TUN_EXCL: fail with EBUSY if the name exists, instead of
 	// attaching to an existing persistent TUN of that name.
-	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_TUN_EXCL)
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if !attach {
+		flags |= unix.IFF_TUN_EXCL
+	}
 	if cfg.NAPI {
 		flags |= unix.IFF_NAPI
+	}
+	if cfg.MultiQueue {
+		flags |= unix.IFF_MULTI_QUEUE
 	}
 	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
@@ -189,7 +213,7 @@ func Open(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("tundev: %s: %w", name, err)
 	}
 	ok = true
-	d := &Device{name: name, hdrLen: hdrLen, offloads: granted, file: file, rc: rc}
+	d := &Device{name: name, hdrLen: hdrLen, offloads: granted, file: file, rc: rc, cfg: cfg}
 	d.readFn = d.readCallback
 	d.tryFn = func(fd uintptr) { d.readCallback(fd) }
 	d.writeFn = d.writeCallback
