@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: all build deps up demo test test-short race fuzz bench bench-micro bench-nic lint fmt clean
+.PHONY: all build deps up pair demo test test-short race fuzz bench bench-micro bench-pair bench-nic lint fmt clean
 
 all: build
 
@@ -28,6 +28,12 @@ deps:
 NETNS ?= vnic
 up: deps build
 	./bin/vnic up --netns $(NETNS) --pcap vnic.pcapng
+
+## pair: two vnic NICs joined by a wire — vnic0 in namespace vnic-a
+##       (198.18.0.1) and vnic0 in vnic-b (198.18.0.2); iperf3 -s in one,
+##       iperf3 -c in the other. Ctrl-C tears both down.
+pair: deps build
+	./bin/vnic up --netns vnic-a --wire netns:vnic-b
 
 ## demo: the tso-capture lab (SCENARIOS.md story 1): ginger's tcpdump vs the
 ##       wire vs basil's tcpdump, GSO on and off; lab-out/ gets the pcapng and
@@ -55,8 +61,9 @@ fuzz:
 	  done; \
 	done
 
-## bench: the engine micro-benchmarks, then the whole NIC against its references.
-bench: bench-micro bench-nic
+## bench: the engine micro-benchmarks, the pair against its floor, then the
+##        whole NIC against its references.
+bench: bench-micro bench-pair bench-nic
 
 ## bench-micro: segment/coalesce micro-benchmarks, each beside its physical
 ##              floor (one checksum pass + one copy over the same bytes).
@@ -72,6 +79,13 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## bench-pair: vnic up --wire netns:B against the null TUN relay (the floor
+##             of any TUN NIC), the wireguard-go pair and veth, with iperf3:
+##             1 stream, 4 streams, --bidir, ping under load, idle CPU
+##             (root, ~6 min; bench/pair.txt).
+bench-pair: deps
+	$(GO) run ./scripts/benchnic -pair
 
 ## bench-nic: TCP throughput through vnic, the wireguard-go engine and a plain
 ##            veth pair, in one run (root).
