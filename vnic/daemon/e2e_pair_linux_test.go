@@ -272,3 +272,39 @@ func TestPairUnrecorded(t *testing.T) {
 		t.Errorf("A super-packets %d, B merged %d, drops %v %v", s.HostTXSuper, s.Far.HostRXMerged, s.Drops, s.Far.Drops)
 	}
 }
+
+// TestPairKill9LeavesNothingToTripOver: kill -9 of `vnic up --wire
+// netns:B` leaves both namespaces (their TUNs died with the process); the
+// next `vnic up` with the same ends adopts both, works, and removes both
+// on exit.
+func TestPairKill9LeavesNothingToTripOver(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	nsA, nsB := uniqueNetns(t), uniqueNetns(t)
+	first := startCLI(t, nsA, "--wire", "netns:"+nsB)
+	ping(t, nsA, "198.18.0.2")
+	if err := first.signal(t, syscall.SIGKILL); err == nil {
+		t.Fatal("vnic up exited 0 after SIGKILL")
+	}
+	for _, ns := range []string{nsA, nsB} {
+		if !nsutil.Exists(ns) {
+			t.Fatalf("namespace %s gone after kill -9: the test cannot check adoption", ns)
+		}
+		if out, err := run(t, 10*time.Second, "ip", "-n", ns, "link", "show", "vnic0"); err == nil {
+			t.Errorf("vnic0 still exists in %s after kill -9:\n%s", ns, out)
+		}
+	}
+	second := startCLI(t, nsA, "--wire", "netns:"+nsB)
+	ping(t, nsA, "198.18.0.2")
+	ping(t, nsB, "198.18.0.1")
+	if err := second.signal(t, syscall.SIGTERM); err != nil {
+		t.Errorf("vnic up after SIGTERM: %v", err)
+	}
+	for _, ns := range []string{nsA, nsB} {
+		if nsutil.Exists(ns) {
+			t.Errorf("namespace %s still there after the second daemon's SIGTERM", ns)
+		}
+		if _, err := os.Stat(nsutil.RecordPath(ns)); err == nil {
+			t.Errorf("%s left behind", nsutil.RecordPath(ns))
+		}
+	}
+}
