@@ -118,6 +118,7 @@ It needs root: run it with sudo.`,
 	fl.StringVar(&f.cfg.Pcap, "pcap", "", "record host-tx, wire and host-rx into this pcapng file; created 0600, since it holds packet payloads, and never written through a symlink or into another user's file")
 	fl.IntVar(&f.cfg.Snaplen, "snaplen", 0, "with --pcap: bytes of each packet to record; 0 = whole packet (default); 128 keeps IP and TCP headers at a fraction of the cost")
 	fl.StringVar(&f.engine, "engine", string(daemon.EngineVNIC), "who does the NIC's work: vnic, or wireguard (wireguard-go's GSO split and GRO, the reference)")
+	fl.BoolVar(&f.cfg.NoRxCsum, "no-rx-csum", false, "turn the NIC's receive checksum offload off: it marks no packet as checksum-verified (virtio DATA_VALID) and the kernel verifies every checksum itself")
 	fl.BoolVar(&f.cfg.NoPeerGSO, "no-peer-gso", false, "the peer's TCP sends MTU-sized packets instead of super-packets")
 	fl.StringVar(&f.cfg.Control, "control", "", "control socket path (default /run/vnic/[NETNS.]NAME.sock); a stale socket a killed daemon left there is replaced, anything else refused")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -83,6 +83,9 @@ type Config struct {
 	// Control is the path of the control socket `vnic stat` reads
 	// (default ControlPath(Netns, Name)).
 	Control string
+	// NoRxCsum turns the NIC's receive checksum offload off (nic.Options.
+	// NoRxCsum): the kernel verifies every checksum itself.
+	NoRxCsum bool
 	// Batch is how many frames one read moves at most (default 64).
 	Batch int
 	// Logger receives the daemon's logs (default slog.Default()).
@@ -228,7 +231,7 @@ func sameNetns(a, b string) bool {
 // nicOptions are the options of the daemon's (first) NIC.
 func (c *Config) nicOptions() nic.Options {
 	return nic.Options{Name: c.Name, Netns: c.Netns, Addrs: c.Addrs, MTU: c.MTU, HWMTU: c.HWMTU,
-		Engine: c.Engine, Batch: c.Batch, Logger: c.Logger}
+		Engine: c.Engine, Batch: c.Batch, NoRxCsum: c.NoRxCsum, Logger: c.Logger}
 }
 
 // farPrefixes returns the far end's addresses with the prefix of the

@@ -188,9 +188,11 @@ type NIC struct {
 	// the forcedeth NIC that cuts TCP behind the kernel's back.
 	HWMTU int `yaml:"hw_mtu,omitempty"`
 	// Model is the NIC model: "standard" (default), "tso-passthrough"
-	// (super-packets go on the wire unsegmented, as VMXNET3 between VMs)
-	// or "no-csum" (checksums the kernel left partial go on the wire
-	// incomplete).
+	// (super-packets go on the wire unsegmented, as VMXNET3 between VMs),
+	// "no-csum" (checksums the kernel left partial go on the wire
+	// incomplete) or "rx-csum-trusting" (every received packet reported
+	// checksum-verified without a check: corruption reaches the
+	// application).
 	Model string `yaml:"model,omitempty"`
 }
 
@@ -639,8 +641,8 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		if _, _, err := s.nicRef(m.Host); err != nil {
 			return fmt.Errorf("%s: model change: %v", where, err)
 		}
-		if m.Model != "standard" && m.Model != "tso-passthrough" && m.Model != "no-csum" {
-			return fmt.Errorf("%s: model %q: use standard, tso-passthrough or no-csum", where, m.Model)
+		if !slices.Contains(nicModels, m.Model) {
+			return fmt.Errorf("%s: model %q: use one of %s", where, m.Model, strings.Join(nicModels, ", "))
 		}
 	}
 	return nil

@@ -382,7 +382,7 @@ func editDistance(a, b string) int {
 }
 
 // nicModels are the NIC models Validate accepts.
-var nicModels = []string{"standard", "tso-passthrough", "no-csum"}
+var nicModels = []string{"standard", "tso-passthrough", "no-csum", "rx-csum-trusting"}
 
 var scenarioName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 

@@ -87,6 +87,7 @@ type engine interface {
 	output(pkts []glink.Packet, checked bool)
 	setGRO(on bool)
 	setModel(m Model)
+	setRxCsum(on bool)
 	fill(s *Stats)
 }
 
@@ -167,6 +168,10 @@ func (n *NIC) OutputChecked(pkts []glink.Packet) { n.eng.output(pkts, true) }
 // SetGRO switches the NIC's receive coalescing, as `ethtool -K NAME gro
 // on|off` does (Open follows that by itself).
 func (n *NIC) SetGRO(on bool) { n.eng.setGRO(on) }
+
+// SetRxCsum switches the NIC's receive checksum offload (Options.
+// NoRxCsum) at run time; it takes effect with the next receive batch.
+func (n *NIC) SetRxCsum(on bool) { n.eng.setRxCsum(on) }
 
 // SetModel switches the NIC's model at run time (the daemon's own knob,
 // where the real NIC had no ethtool switch). It takes effect with the

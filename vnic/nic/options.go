@@ -48,10 +48,16 @@ const (
 	// (TcpInCsumErrors). With `ethtool -K dev tx off` the kernel
 	// checksums (and segments) in software and the packets arrive.
 	ModelNoCsum Model = "no-csum"
+	// ModelRxCsumTrusting lies on receive: it reports every packet's
+	// checksum as verified (virtio DATA_VALID, the kernel's
+	// CHECKSUM_UNNECESSARY) without checking it, as some NICs, virtual
+	// switches and veth setups did, so a packet corrupted on the wire
+	// reaches the application. Transmit is as with ModelStandard.
+	ModelRxCsumTrusting Model = "rx-csum-trusting"
 )
 
 // Models lists every model, for help texts and errors.
-var Models = []Model{ModelStandard, ModelTSOPassthrough, ModelNoCsum}
+var Models = []Model{ModelStandard, ModelTSOPassthrough, ModelNoCsum, ModelRxCsumTrusting}
 
 // Defaults.
 const (
@@ -93,6 +99,14 @@ type Options struct {
 	Model Model
 	// Engine is EngineVNIC (default) or EngineWireGuard.
 	Engine Engine
+	// NoRxCsum turns the NIC's receive checksum offload off: it reports no
+	// packet as verified, and the kernel verifies every checksum itself.
+	// On by default, as on a real NIC with rx-checksumming: every packet
+	// whose TCP/UDP checksum the NIC verified reaches the kernel marked
+	// so (virtio DATA_VALID: CHECKSUM_UNNECESSARY). (A TUN shows
+	// `rx-checksumming: off [fixed]` in ethtool, so this is vnic's own
+	// switch, not `ethtool -K rx`.)
+	NoRxCsum bool
 	// Batch is how many frames one read from the host moves at most
 	// (default 64).
 	Batch int
@@ -192,5 +206,5 @@ func (m Model) check() error {
 			return nil
 		}
 	}
-	return ConfigError("NIC model %q: use %q, %q or %q", m, ModelStandard, ModelTSOPassthrough, ModelNoCsum)
+	return ConfigError("NIC model %q: use %q, %q, %q or %q", m, ModelStandard, ModelTSOPassthrough, ModelNoCsum, ModelRxCsumTrusting)
 }

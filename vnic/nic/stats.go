@@ -74,6 +74,11 @@ type Stats struct {
 	// GRO is the interface's current `ethtool -k` generic-receive-offload,
 	// as the NIC follows it.
 	GRO bool `json:"gro"`
+	// RXCsum is the NIC's receive checksum offload (Options.NoRxCsum);
+	// RXCsumBad counts the packets whose TCP/UDP checksum failed its
+	// verification (handed to the kernel unmarked, which drops them).
+	RXCsum    bool   `json:"rx_csum"`
+	RXCsumBad uint64 `json:"rx_csum_bad"`
 	// HostTX counts frames the kernel handed the NIC (a super-packet
 	// counts once, with its full length); HostTXSuper those with a gso
 	// type.

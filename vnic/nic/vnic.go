@@ -40,6 +40,8 @@ type vnicEngine struct {
 	// the NIC model (SetModel)
 	passthrough atomic.Bool // ModelTSOPassthrough
 	noCsum      atomic.Bool // ModelNoCsum
+	trusting    atomic.Bool // ModelRxCsumTrusting
+	rxCsum      atomic.Bool // receive checksum offload (Options.NoRxCsum, SetRxCsum)
 
 	// transmit (host → wire), owned by the transmit goroutine
 	txFrames [][]byte
@@ -88,6 +90,7 @@ type vnicEngine struct {
 	groOn     atomic.Bool // the kernel's view: ethtool -k generic-receive-offload
 	groWasOn  bool
 	trustOn   bool // gro's TrustChecksums as last set
+	markOn    bool // gro's MarkValid as last set
 	rxOut     [][]byte
 	rxToWrite []int
 	rxHost    tally
@@ -111,7 +114,9 @@ func newVNICEngine(n *NIC) *vnicEngine {
 	e.txQueue = make([][]byte, 0, wireBufs)
 	e.txChecked = true
 
-	e.gro = coalesce.New(coalesce.Options{UDP: true})
+	e.rxCsum.Store(!o.NoRxCsum)
+	e.markOn = !o.NoRxCsum
+	e.gro = coalesce.New(coalesce.Options{UDP: true, MarkValid: e.markOn})
 	e.groOn.Store(true)
 	e.groWasOn = true
 	e.rxOut = make([][]byte, rxSlots)
@@ -142,15 +147,20 @@ func (e *vnicEngine) wireBuffers() {
 func (e *vnicEngine) setModel(m Model) {
 	e.passthrough.Store(m == ModelTSOPassthrough)
 	e.noCsum.Store(m == ModelNoCsum)
+	e.trusting.Store(m == ModelRxCsumTrusting)
 }
+
+func (e *vnicEngine) setRxCsum(on bool) { e.rxCsum.Store(on) }
 
 func (e *vnicEngine) setGRO(on bool) { e.groOn.Store(on) }
 
 func (e *vnicEngine) fill(s *Stats) {
 	s.GRO = e.groOn.Load()
+	s.RXCsum = e.rxCsum.Load()
 	e.rxMu.Lock()
 	c := e.gro.Stats()
 	e.rxMu.Unlock()
+	s.RXCsumBad = c.Passed[coalesce.PassBadL4Checksum]
 	s.Coalesce = map[string]uint64{}
 	c.Each(func(name string, v uint64) {
 		if v != 0 {
@@ -651,9 +661,15 @@ func (e *vnicEngine) poll(b *rxBatch) {
 		e.gro.SetDisabled(!on)
 		e.groWasOn = on
 	}
-	if b.checked != e.trustOn {
-		e.gro.SetTrustChecksums(b.checked)
-		e.trustOn = b.checked
+	// A NIC that trusts every checksum (ModelRxCsumTrusting) skips
+	// verifying as for packets a vnic segmenter just checksummed.
+	if trust := b.checked || e.trusting.Load(); trust != e.trustOn {
+		e.gro.SetTrustChecksums(trust)
+		e.trustOn = trust
+	}
+	if mark := e.rxCsum.Load() || e.trusting.Load(); mark != e.markOn {
+		e.gro.SetMarkValid(mark)
+		e.markOn = mark
 	}
 	toWrite, err := e.gro.Coalesce(b.bufs[:b.n], virtio.Size, e.rxToWrite[:0])
 	e.rxMu.Unlock()

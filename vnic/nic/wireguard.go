@@ -65,6 +65,7 @@ func newWGEngine(n *NIC) *wgEngine {
 
 func (e *wgEngine) setGRO(on bool) { e.groOn.Store(on) }
 func (e *wgEngine) setModel(Model) {}
+func (e *wgEngine) setRxCsum(bool) {}
 func (e *wgEngine) fill(s *Stats) {
 	s.GRO = e.groOn.Load()
 	s.Uncounted = wgUncounted
