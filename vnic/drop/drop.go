@@ -88,6 +88,48 @@ const (
 	// TUNNoMem (ENOMEM, ENOBUFS): no memory for the skb.
 	TUNNoMem
 
+	// The far ends that leave the process: a VXLAN tunnel (package
+	// vxlan) and a Linux interface through AF_PACKET (package afpacket).
+
+	// EtherShort: an Ethernet frame shorter than its 14-byte header
+	// (eth_type_trans needs it whole).
+	EtherShort
+	// VXLANShort: a datagram on the VXLAN port shorter than the 8-byte
+	// VXLAN header (vxlan_rcv: pskb_may_pull(VXLAN_HLEN)).
+	VXLANShort
+	// VXLANFlags: the VXLAN header's I flag (a valid VNI) is not set
+	// (vxlan_rcv: "invalid vxlan flags").
+	VXLANFlags
+	// VXLANReserved: a reserved bit of the VXLAN header is set. RFC 7348
+	// says to ignore them; Linux's vxlan_rcv drops the packet ("unprocessed
+	// flags") unless an extension (GBP, GPE) claims them, and vnic behaves
+	// like the device it interoperates with.
+	VXLANReserved
+	// VXLANVNI: a VNI other than the wire's (vxlan_rcv finds no device).
+	VXLANVNI
+	// VXLANSource: a datagram from an address other than the wire's
+	// REMOTE: vnic's point-to-point wire takes frames from its far end
+	// only.
+	VXLANSource
+	// Truncated: a datagram or frame larger than the receive buffer
+	// (MSG_TRUNC).
+	Truncated
+	// SocketOverflow: datagrams or frames the kernel dropped because the
+	// socket's receive queue was full (SO_RXQ_OVFL, PACKET_STATISTICS).
+	SocketOverflow
+	// SendNoBufs: the kernel had no buffer for a send (ENOBUFS, ENOMEM:
+	// a full device queue with PACKET_QDISC_BYPASS, or memory pressure).
+	SendNoBufs
+	// SendTooBig: the kernel refused a send as too big for the interface
+	// or path (EMSGSIZE).
+	SendTooBig
+	// SendUnreachable: no route or neighbour for the destination
+	// (ENETUNREACH, EHOSTUNREACH, EHOSTDOWN, ECONNREFUSED), or the
+	// interface is down (ENETDOWN, ENXIO).
+	SendUnreachable
+	// SendError: any other error of a send.
+	SendError
+
 	// NumReasons is the number of reasons, for arrays indexed by Reason.
 	NumReasons
 )
@@ -118,6 +160,18 @@ var names = [NumReasons]string{
 	TUNInvalid:      "tun_invalid",
 	TUNDown:         "tun_down",
 	TUNNoMem:        "tun_nomem",
+	EtherShort:      "ether_short",
+	VXLANShort:      "vxlan_short",
+	VXLANFlags:      "vxlan_flags",
+	VXLANReserved:   "vxlan_reserved",
+	VXLANVNI:        "vxlan_vni",
+	VXLANSource:     "vxlan_source",
+	Truncated:       "truncated",
+	SocketOverflow:  "socket_overflow",
+	SendNoBufs:      "send_nobufs",
+	SendTooBig:      "send_too_big",
+	SendUnreachable: "send_unreachable",
+	SendError:       "send_error",
 }
 
 // String is the reason's stable snake_case name.
@@ -136,6 +190,21 @@ func Parse(s string) (Reason, bool) {
 		}
 	}
 	return None, false
+}
+
+// Entry is one drop counter for reports: where, why, how many (the shape
+// `vnic stat --json` prints).
+type Entry struct {
+	Place   string `json:"place"`
+	Reason  string `json:"reason"`
+	Packets uint64 `json:"packets"`
+}
+
+// Entries appends an Entry at place for every reason with a non-zero
+// count.
+func (c *Counts) Entries(place string, to []Entry) []Entry {
+	c.Each(func(r Reason, n uint64) { to = append(to, Entry{Place: place, Reason: r.String(), Packets: n}) })
+	return to
 }
 
 // Counts are drops by reason, owned by one goroutine.

@@ -1,0 +1,31 @@
+//go:build !linux
+
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+)
+
+var errUnsupported = fmt.Errorf("vxlan: the VXLAN wire needs Linux: %w", errors.ErrUnsupported)
+
+// Wire is a VXLAN wire (Linux only).
+type Wire struct{}
+
+// Open is not supported here.
+func Open(cfg Config) (*Wire, error) { return nil, errUnsupported }
+
+// Start is not supported here.
+func (w *Wire) Start(to Receiver) {}
+
+// Inject drops everything.
+func (w *Wire) Inject(frames [][]byte) {}
+
+// Stats returns nothing.
+func (w *Wire) Stats() Stats { return Stats{} }
+
+// Underlay returns nothing.
+func (w *Wire) Underlay() Underlay { return Underlay{} }
+
+// Close does nothing.
+func (w *Wire) Close() error { return nil }
