@@ -1,0 +1,106 @@
+package afpacket
+
+import (
+	"encoding/binary"
+
+	"vnic/segment"
+	"vnic/vnic/drop"
+	"vnic/vnic/virtio"
+)
+
+// Ethernet sizes and types.
+const (
+	ethHeader = 14
+	vlanTag   = 4
+	ethTypeQ  = 0x8100 // 802.1Q
+	ethTypeAD = 0x88a8 // 802.1ad (QinQ outer tag)
+)
+
+// l2Len returns the length of frame's Ethernet header with up to two VLAN
+// tags, or 0 if the frame is shorter than that.
+func l2Len(frame []byte) int {
+	n := ethHeader
+	for range 2 {
+		if len(frame) < n {
+			return 0
+		}
+		t := binary.BigEndian.Uint16(frame[n-2:])
+		if t != ethTypeQ && t != ethTypeAD {
+			break
+		}
+		n += vlanTag
+	}
+	if len(frame) < n {
+		return 0
+	}
+	return n
+}
+
+// cutter cuts the super-packets an interface hands over into the
+// wire-size frames a cable would carry (and completes partial
+// checksums), into an arena reused batch after batch.
+type cutter struct {
+	arena []byte
+	used  int
+	bufs  [][]byte
+	sizes []int
+}
+
+// arenaSize holds the frames of a few 64 KiB super-packets.
+const arenaSize = 512 << 10
+
+func newCutter() *cutter {
+	return &cutter{bufs: make([][]byte, 0, 1024), sizes: make([]int, 1024)}
+}
+
+// reset makes the whole arena free again (after the frames cut into it
+// were handed on).
+func (c *cutter) reset() { c.used = 0 }
+
+// cut appends to out the frames frame (read with virtio header h, whose
+// csum_start counts from the Ethernet header) stands for. full reports
+// that the arena has no room: hand out on, reset, and cut again.
+func (c *cutter) cut(h virtio.Hdr, frame []byte, out [][]byte) (_ [][]byte, full bool, r drop.Reason) {
+	l2 := l2Len(frame)
+	if l2 == 0 {
+		return out, false, drop.EtherShort
+	}
+	hh := h
+	hh.HdrLen = 0 // the kernel's is skb_headlen: never trusted, recomputed
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		if int(h.CsumStart) < l2 {
+			return out, false, drop.CsumOffsets
+		}
+		hh.CsumStart -= uint16(l2)
+	}
+	plan, err := segment.NewPlan(hh, frame[l2:], segment.Options{})
+	if err != nil {
+		return out, false, segment.Reason(err)
+	}
+	k, size := plan.Segments(), l2+plan.MaxSize()
+	if c.arena == nil {
+		c.arena = make([]byte, arenaSize)
+	}
+	if k > cap(c.bufs) || k*size > len(c.arena) {
+		return out, false, drop.TooManySegments
+	}
+	if c.used+k*size > len(c.arena) {
+		return out, true, drop.None
+	}
+	bufs := c.bufs[:k]
+	for i := range bufs {
+		bufs[i] = c.arena[c.used+i*size : c.used+(i+1)*size]
+	}
+	n, err := plan.Cut(bufs, c.sizes, l2)
+	if err != nil {
+		return out, false, segment.Reason(err)
+	}
+	for i := range n {
+		b := bufs[i][:l2+c.sizes[i]]
+		copy(b, frame[:l2])
+		out = append(out, b)
+	}
+	c.used += k * size
+	clear(bufs)
+	return out, false, drop.None
+}
