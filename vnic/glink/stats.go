@@ -50,6 +50,9 @@ type Drops struct {
 	BadChecksum uint64 `json:"bad_checksum"`
 	// Inject after CloseInject (or before the link was attached).
 	Closed uint64 `json:"closed"`
+	// Inject on an Ethernet endpoint: a unicast frame for another
+	// hardware address (a NIC that is not promiscuous drops it).
+	NotForUs uint64 `json:"not_for_us"`
 	// Transmit: the queue held Options.TxQueueBytes already (Output is too
 	// slow); to the stack the packet is lost on the wire.
 	TxQueueFull uint64 `json:"tx_queue_full"`
@@ -67,7 +70,7 @@ type Drop struct {
 func (d Drops) List() []Drop {
 	var out []Drop
 	for _, c := range []Drop{{"empty", d.Empty}, {"bad_version", d.BadVersion}, {"truncated", d.Truncated},
-		{"oversize", d.Oversize}, {"bad_checksum", d.BadChecksum}, {"closed", d.Closed},
+		{"oversize", d.Oversize}, {"bad_checksum", d.BadChecksum}, {"closed", d.Closed}, {"not_for_us", d.NotForUs},
 		{"tx_queue_full", d.TxQueueFull}, {"closed_out", d.ClosedOut}} {
 		if c.Packets != 0 {
 			out = append(out, c)
@@ -78,7 +81,7 @@ func (d Drops) List() []Drop {
 
 // Total is the sum of all drop reasons.
 func (d Drops) Total() uint64 {
-	return d.Empty + d.BadVersion + d.Truncated + d.Oversize + d.BadChecksum + d.Closed + d.TxQueueFull + d.ClosedOut
+	return d.Empty + d.BadVersion + d.Truncated + d.Oversize + d.BadChecksum + d.Closed + d.NotForUs + d.TxQueueFull + d.ClosedOut
 }
 
 // Stats returns a snapshot of the endpoint's counters.
@@ -92,7 +95,7 @@ type counters struct {
 	outForwarded, outFragments atomic.Uint64
 
 	dropEmpty, dropBadVersion, dropTruncated, dropOversize atomic.Uint64
-	dropBadChecksum, dropClosed                            atomic.Uint64
+	dropBadChecksum, dropClosed, dropNotForUs              atomic.Uint64
 	dropTxQueueFull, dropClosedOut                         atomic.Uint64
 }
 
@@ -111,6 +114,7 @@ func (c *counters) snapshot() Stats {
 			Oversize:    c.dropOversize.Load(),
 			BadChecksum: c.dropBadChecksum.Load(),
 			Closed:      c.dropClosed.Load(),
+			NotForUs:    c.dropNotForUs.Load(),
 			TxQueueFull: c.dropTxQueueFull.Load(),
 			ClosedOut:   c.dropClosedOut.Load(),
 		},

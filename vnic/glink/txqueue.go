@@ -36,7 +36,10 @@ func vnetHdr(pkt *stack.PacketBuffer) virtio.Hdr {
 	if g.Type != stack.GSOTCPv4 && g.Type != stack.GSOTCPv6 {
 		return virtio.Hdr{}
 	}
-	l3 := len(pkt.NetworkHeader().Slice())
+	// On an Ethernet endpoint csum_start and hdr_len count from the
+	// Ethernet header, as a TAP device's do.
+	l2 := len(pkt.LinkHeader().Slice())
+	l3 := l2 + len(pkt.NetworkHeader().Slice())
 	l4 := len(pkt.TransportHeader().Slice())
 	var h virtio.Hdr
 	if g.NeedsCsum {

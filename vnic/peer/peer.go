@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -93,6 +94,14 @@ type Options struct {
 	// and the stack sees a loss on the wire. 0 means DefaultTxQueueBytes.
 	TxQueueBytes int
 
+	// MAC, when set, makes the wire Ethernet: the peer is a host with this
+	// hardware address (a unicast one) on an Ethernet link (glink.Ethernet),
+	// resolving link addresses with gVisor's own ARP and IPv6 neighbour
+	// discovery; Inject takes Ethernet frames and Output's packets carry
+	// the Ethernet header (Hdr offsets counted from it). Unset, the wire is
+	// IP point-to-point.
+	MAC net.HardwareAddr
+
 	// TCPBufferMax is the largest TCP send and receive buffer (the stack's
 	// TCPSendBufferSizeRangeOption/TCPReceiveBufferSizeRangeOption Max;
 	// receive buffer auto-tuning is on). 0 means DefaultTCPBufferMax.
@@ -110,7 +119,11 @@ type Peer struct {
 	log  *slog.Logger
 	s    *stack.Stack
 	link *glink.Endpoint
-	cnt  counters
+	// nic is the stack's link endpoint: link, or the Ethernet endpoint
+	// around it (Options.MAC); inject is its Inject.
+	nic    stack.LinkEndpoint
+	inject func([][]byte)
+	cnt    counters
 	svc  *services
 
 	closeOnce sync.Once
@@ -129,8 +142,12 @@ func New(opt Options) (*Peer, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 
+	protos := []stack.NetworkProtocolFactory{}
+	if opt.MAC != nil {
+		protos = append(protos, glink.ARP)
+	}
 	p.s = stack.New(stack.Options{
-		NetworkProtocols: []stack.NetworkProtocolFactory{
+		NetworkProtocols: append(protos,
 			// IGMP off: nothing is sent unprompted.
 			ipv4.NewProtocolWithOptions(ipv4.Options{}),
 			// A point-to-point link: no DAD, no router solicitations, no
@@ -139,7 +156,7 @@ func New(opt Options) (*Peer, error) {
 				NDPConfigs: ipv6.NDPConfigurations{HandleRAs: ipv6.HandlingRAsDisabled},
 				DADConfigs: stack.DADConfigurations{DupAddrDetectTransmits: 0},
 			}),
-		},
+		),
 		TransportProtocols: []stack.TransportProtocolFactory{
 			tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6,
 		},
@@ -150,19 +167,31 @@ func New(opt Options) (*Peer, error) {
 		return nil, err
 	}
 
-	link, err := glink.New(glink.Options{
+	lo := glink.Options{
 		MTU:          opt.MTU,
 		GSOMaxSize:   opt.GSOMaxSize,
 		GRO:          opt.GRO,
 		TxQueueBytes: opt.TxQueueBytes,
 		Output:       opt.Output,
-	})
+	}
+	var err error
+	if opt.MAC != nil {
+		var eth *glink.Ethernet
+		eth, err = glink.NewEthernet(lo, tcpip.LinkAddress(opt.MAC))
+		if err == nil {
+			p.link, p.nic, p.inject = eth.Endpoint, eth, eth.Inject
+		}
+	} else {
+		p.link, err = glink.New(lo)
+		if err == nil {
+			p.nic, p.inject = p.link, p.link.Inject
+		}
+	}
 	if err != nil {
 		p.s.Close()
 		p.s.Wait()
 		return nil, fmt.Errorf("peer: %w", err)
 	}
-	p.link = link
 
 	if err := p.configure(); err != nil {
 		p.teardown()
@@ -247,7 +276,7 @@ func (p *Peer) tuneTCP() error {
 
 // configure creates the wire NIC, adds the addresses and the routes.
 func (p *Peer) configure() error {
-	if err := p.s.CreateNICWithOptions(nicID, p.link, stack.NICOptions{Name: "wire0"}); err != nil {
+	if err := p.s.CreateNICWithOptions(nicID, p.nic, stack.NICOptions{Name: "wire0"}); err != nil {
 		return fmt.Errorf("peer: creating the wire NIC: %s", err)
 	}
 	var routes []tcpip.Route
@@ -287,9 +316,11 @@ func (p *Peer) Stack() *stack.Stack { return p.s }
 // copied; pkts may be reused when Inject returns. Packets that are empty,
 // not IPv4/IPv6, shorter than their IP header says or longer than the MTU
 // are counted in Stats().Drops and dropped; everything else goes to
-// gVisor, which counts what it refuses in Stats().Stack. Inject delivers
-// synchronously on the calling goroutine and may be called concurrently.
-func (p *Peer) Inject(pkts [][]byte) { p.link.Inject(pkts) }
+// gVisor, which counts what it refuses in Stats().Stack. With
+// Options.MAC the packets are Ethernet frames (see glink.Ethernet). Inject
+// delivers synchronously on the calling goroutine and may be called
+// concurrently.
+func (p *Peer) Inject(pkts [][]byte) { p.inject(pkts) }
 
 // Stats returns a snapshot of the peer's counters and gVisor's.
 func (p *Peer) Stats() Stats {
