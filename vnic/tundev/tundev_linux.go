@@ -239,6 +239,26 @@ func negotiate(fd int, want Offloads) (Offloads, error) {
 	return try &^ UFO, nil
 }
 
+// SetOffloads changes the offloads of an open device to exactly o, with
+// no fallback, and returns an error (EINVAL) when the kernel refuses the
+// set. The virtio header size does not change. Not safe to call while
+// another goroutine calls Offloads.
+//
+// Equivalent to: ioctl(fd, TUNSETOFFLOAD, o)
+func (d *Device) SetOffloads(o Offloads) error {
+	var serr error
+	if err := d.rc.Control(func(fd uintptr) {
+		serr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, int(o))
+	}); err != nil {
+		return d.opError("set offloads", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("tundev: %s: TUNSETOFFLOAD %v: %w", d.name, o, serr)
+	}
+	d.offloads = o &^ UFO
+	return nil
+}
+
 // Name returns the interface name.
 func (d *Device) Name() string { return d.name }
 
@@ -246,7 +266,7 @@ func (d *Device) Name() string { return d.name }
 func (d *Device) Offloads() Offloads { return d.offloads }
 
 // VnetHdrSize returns the virtio header length in front of every frame
-// (10 or 12).
+// (10, 12 or 24).
 func (d *Device) VnetHdrSize() int { return d.hdrLen }
 
 // Stats returns the device's counters.
