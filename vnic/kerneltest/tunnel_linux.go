@@ -141,16 +141,20 @@ func (o *TunnelGSO) Netns() *Netns { return o.p.ns }
 // super-packet with its HdrTunnel (Frame.Tunnel). Frames of other flows
 // (MLD) are dropped.
 func (o *TunnelGSO) Encapsulate(h virtio.Hdr, pkt []byte) ([]Frame, error) {
-	return o.run(tunnelOffloads, h, pkt)
+	return o.run(tunnelOffloads, h, pkt, 0)
 }
 
 // Segment is Encapsulate with `out` holding no offloads: the wire packets
 // of the tunnel super-packet, segmented and checksummed in software.
 func (o *TunnelGSO) Segment(h virtio.Hdr, pkt []byte) ([]Frame, error) {
-	return o.run(0, h, pkt)
+	return o.run(0, h, pkt, -1)
 }
 
-func (o *TunnelGSO) run(outOffloads tundev.Offloads, h virtio.Hdr, pkt []byte) ([]Frame, error) {
+// run sets `out`'s offloads, writes the frame and collects what comes out:
+// with want 0 it stops right after the first frame (segmentation happens
+// inside write(2), so the tunnel super-packet is all there is), with -1
+// after gsoQuiet without a frame.
+func (o *TunnelGSO) run(outOffloads tundev.Offloads, h virtio.Hdr, pkt []byte, want int) ([]Frame, error) {
 	if o.p.out.dev.Offloads() != outOffloads {
 		if err := o.p.out.dev.SetOffloads(outOffloads); err != nil {
 			return nil, fmt.Errorf("kerneltest: %w", err)
@@ -165,7 +169,7 @@ func (o *TunnelGSO) run(outOffloads tundev.Offloads, h virtio.Hdr, pkt []byte) (
 		fl, ok := flowOf(innerOf(f.Pkt))
 		return ok && fl == inner
 	}
-	fr, _, err := o.p.out.collect(gsoFirst, gsoQuiet, gsoGrace, gsoLimit, -1, 0, keep)
+	fr, _, err := o.p.out.collect(gsoFirst, gsoQuiet, gsoGrace, gsoLimit, want, 0, keep)
 	return fr, err
 }
 
