@@ -36,6 +36,12 @@
 //     0xffff, CSUM_MANGLED_0).
 //   - skb_checksum_help (net/core/dev.c): checksum completion for a
 //     NEEDS_CSUM packet that is not segmented.
+//   - __skb_udp_tunnel_segment (net/ipv4/udp_offload.c), with
+//     virtio_net_hdr_tnl_to_skb's checks (NewTunnelPlan): a TCP/UDP
+//     super-packet in a UDP tunnel (VXLAN) read with the 24-byte header
+//     of a TUN with the UDP tunnel offloads: the inner packet cut as
+//     above, the outer headers copied onto every segment, outer IPv4 ID
+//     incremented, outer UDP checksum per segment with UDP_TUNNEL_CSUM.
 //
 // A caller asks first, then cuts: NewPlan does every check and returns a
 // Plan that says how many wire packets the frame makes (Segments) and how
@@ -63,6 +69,11 @@
 //     (ErrGSOType). A TUN device never hands a NIC such a frame (TUN_F_UFO
 //     has been ignored since Linux 4.14), and IPv6's fragment ID is a
 //     keyed hash (ipv6_proxy_select_ident) no NIC could reproduce.
+//   - A UDP tunnel frame's outer transport header may start right after
+//     the outer IP header; virtio_net_hdr_tnl_to_skb wants room for an
+//     Ethernet header too, so a TUN refuses on write the tunnel frames it
+//     hands out on read (pinned by kerneltest's
+//     TestKernelTUNRefusesItsOwnTunnelFrames).
 //   - What a forwarding router, not a NIC, does to a packet: record route
 //     and timestamp options filled in, option bytes after an end-of-list
 //     zeroed (ip_forward_options), TTL and routing decisions. segment

@@ -130,6 +130,16 @@ type Plan struct {
 	fixedID bool
 	accECN  bool
 	partial bool // Options.PartialChecksum, for a NEEDS_CSUM frame
+
+	// A UDP tunnel super-packet (NewTunnelPlan): the fields above
+	// describe the inner packet; outer holds the headers in front of it
+	// (outer IP, UDP, the tunnel header, the inner Ethernet header), copied
+	// in front of every inner segment and fixed up (tunnel.go).
+	outer     []byte
+	outerTH   int    // offset of the outer UDP header
+	outerV6   bool   // outer IPv6
+	outerCsum bool   // SKB_GSO_UDP_TUNNEL_CSUM: fill in the outer UDP checksum
+	outerBase uint16 // the outer pseudo-header sum without the length
 }
 
 // planKind is how Cut makes the frame's wire packets.
@@ -150,7 +160,7 @@ func (p *Plan) Segments() int { return p.nseg }
 // MaxSize returns the size in bytes of the largest packet Cut writes (the
 // first one; a segmented frame's last one may be shorter): a buffer of
 // offset + MaxSize bytes holds any of them.
-func (p *Plan) MaxSize() int { return p.max }
+func (p *Plan) MaxSize() int { return len(p.outer) + p.max }
 
 // WireBytes returns the bytes of all the packets Cut writes: the headers
 // once per segment, the payload once.
@@ -413,8 +423,11 @@ func (p *Plan) Cut(out [][]byte, sizes []int, offset int) (int, error) {
 	}
 	if p.nseg > len(out) || p.nseg > len(sizes) {
 		return 0, errf(ErrTooManySegments, "%d packets of up to %d bytes, %d output buffers and %d sizes",
-			p.nseg, p.max, len(out), len(sizes))
+			p.nseg, p.MaxSize(), len(out), len(sizes))
 	}
+	// A tunnel's inner packets go after its outer headers.
+	outerOff := offset
+	offset += len(p.outer)
 	for i := 0; i < p.nseg; i++ {
 		size := p.max
 		if i == p.nseg-1 && p.kind != planSingle {
@@ -436,6 +449,9 @@ func (p *Plan) Cut(out [][]byte, sizes []int, offset int) (int, error) {
 		p.tso(out, sizes, offset)
 	case planUSO:
 		p.uso(out, sizes, offset)
+	}
+	if len(p.outer) > 0 {
+		p.encapsulate(out, sizes, outerOff)
 	}
 	return p.nseg, nil
 }

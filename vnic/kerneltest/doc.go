@@ -31,6 +31,15 @@
 // loaded machine the held list can trail the writes by tens of
 // milliseconds.
 //
+// UDP tunnel GSO (NewTunnelGSO): the GSO recipe with a VXLAN device
+// (VNI 42, port 4789, fixed MAC addresses and a permanent neighbour for
+// the inner destinations) whose underlay is `out`. A super-packet written
+// into `in` is forwarded into the VXLAN device, which encapsulates it
+// whole; `out` reads it as one tunnel super-packet with the 24-byte
+// virtio_net_hdr_v1_hash_tunnel when it has the UDP tunnel offloads
+// (Encapsulate), or as the segments skb_udp_tunnel_segment made of it
+// when it has none (Segment: its offloads are switched between the two).
+//
 // Both TUNs have MTU 65535, so forwarding never fragments and never sends
 // "fragmentation needed"; `out` has txqueuelen 8192. IPv6 link-local
 // addresses are off (addr_gen_mode 1), and the readers keep only frames of

@@ -21,8 +21,9 @@ func RequireRoot(t testing.TB) {
 
 // Frame is one frame read from or written to a TUN device.
 type Frame struct {
-	Hdr virtio.Hdr
-	Pkt []byte
+	Hdr    virtio.Hdr
+	Tunnel virtio.HdrTunnel
+	Pkt    []byte
 }
 
 // GSO is the kernel segmentation oracle (Linux only).

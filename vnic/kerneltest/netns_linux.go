@@ -31,6 +31,17 @@ func RequireRoot(t testing.TB) {
 	t.Skipf("kerneltest: %s", why)
 }
 
+// RequireFeature skips the test because the running kernel lacks what
+// it needs (what names it, with the version that brought it) — or fails
+// it with CI=true, where CI's kernel is expected to have it.
+func RequireFeature(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("kerneltest: the kernel lacks %s (CI=true, refusing to skip)", what)
+	}
+	t.Skipf("kerneltest: the kernel lacks %s", what)
+}
+
 // Netns is a fresh named network namespace created for one test. Its name
 // is "vnic-t-<random>"; it is bind-mounted under /run/netns like
 // `ip netns add` (nsutil.Create), so `ip netns exec` and `ip -n` reach it

@@ -20,7 +20,10 @@ import (
 // packet after it.
 type Frame struct {
 	Hdr virtio.Hdr
-	Pkt []byte
+	// Tunnel is the whole 24-byte header, for a device that has one (the
+	// UDP tunnel oracle's `out`); its Hdr equals Hdr.
+	Tunnel virtio.HdrTunnel
+	Pkt    []byte
 }
 
 // Routes the oracles install: everything the tests may address goes out of
@@ -45,6 +48,19 @@ type pair struct {
 }
 
 func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads, inHdrLen int) *pair {
+	t.Helper()
+	return newPairWith(t, pairConfig{inNAPI: inNAPI, inOffloads: inOffloads, outOffloads: outOffloads, inHdrLen: inHdrLen})
+}
+
+// pairConfig says how newPairWith opens the two TUN devices (header
+// sizes: 0 means 10).
+type pairConfig struct {
+	inNAPI                  bool
+	inOffloads, outOffloads tundev.Offloads
+	inHdrLen, outHdrLen     int
+}
+
+func newPairWith(t testing.TB, pc pairConfig) *pair {
 	t.Helper()
 	ns := NewNetns(t)
 	p := &pair{ns: ns}
@@ -79,10 +95,10 @@ func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads,
 			}
 		}
 		var err error
-		if p.in, err = openTUN("in", inNAPI, inOffloads, inHdrLen); err != nil {
+		if p.in, err = openTUN("in", pc.inNAPI, pc.inOffloads, pc.inHdrLen); err != nil {
 			return err
 		}
-		if p.out, err = openTUN("out", false, outOffloads, 0); err != nil {
+		if p.out, err = openTUN("out", false, pc.outOffloads, pc.outHdrLen); err != nil {
 			return err
 		}
 		for _, dev := range []string{"in", "out"} {

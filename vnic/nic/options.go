@@ -49,10 +49,12 @@ const (
 	// checksums (and segments) in software and the packets arrive.
 	ModelNoCsum Model = "no-csum"
 	// ModelRxCsumTrusting lies on receive: it reports every packet's
-	// checksum as verified (virtio DATA_VALID, the kernel's
-	// CHECKSUM_UNNECESSARY) without checking it, as some NICs, virtual
-	// switches and veth setups did, so a packet corrupted on the wire
-	// reaches the application. Transmit is as with ModelStandard.
+	// checksum as good without checking it, as the veth driver did for
+	// packets entering containers until 2016, so a packet corrupted on
+	// the wire reaches the application. GRO merges without verifying, and
+	// a packet it hands on alone reaches the kernel as CHECKSUM_PARTIAL
+	// (a TUN ignores DATA_VALID; see vouch). Transmit is as with
+	// ModelStandard.
 	ModelRxCsumTrusting Model = "rx-csum-trusting"
 )
 

@@ -49,6 +49,11 @@
 //     ip_forward compared the merged skb's length with the egress MTU.
 //     Other merged packets are re-segmented, as that kernel's egress GSO
 //     did.
+//   - GRODropsMerged: merged as GROBuggy2014, but a merged DF packet
+//     bigger than the egress MTU is dropped silently (counted in
+//     GROStats.DroppedMerged), as gVisor's netstack did when its host
+//     coalesced on receive (google/gvisor issue 14011): no ICMP tells the
+//     sender anything, and it advances only through RTO retransmits.
 //   - GROFixed: a kernel with the fix. Merged packets are kept whole
 //     through the forwarding path and checked segment by segment against
 //     the egress MTU (ip_exceeds_mtu → skb_gso_validate_network_len), then

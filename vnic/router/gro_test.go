@@ -23,6 +23,35 @@ func icmpDstUnreachReceived(s *stack.Stack) uint64 {
 	return st.V4.PacketsReceived.DstUnreachable.Value() + st.V6.PacketsReceived.PacketTooBig.Value()
 }
 
+// TestGRODropsMergedStallsSilently is gVisor issue 14011: the router's
+// ingress merges, and its forwarding drops a merged DF packet bigger than
+// the egress MTU without a word — no ICMP reaches the server — counting
+// it; the download crawls on retransmissions.
+func TestGRODropsMergedStallsSilently(t *testing.T) {
+	for _, a := range []netip.Addr{server4, server6} {
+		t.Run(a.String(), func(t *testing.T) {
+			tp := newTopo(t, topoOpts{gro1: router.GRODropsMerged, serverGSO: 65536})
+			got, done := tp.download(t, a, downloadSize)
+			select {
+			case err := <-done:
+				t.Fatalf("download finished (%v) through the dropping router", err)
+			case <-time.After(3 * time.Second):
+			}
+			st := tp.r.Stats()
+			t.Logf("received %d bytes after 3 s; router ICMP %+v; eth1 GRO %+v", got.Load(), st.ICMP, st.Ifaces[1].GROStats)
+			if got.Load() >= downloadSize/4 {
+				t.Errorf("%d of %d bytes arrived: not a stall", got.Load(), downloadSize)
+			}
+			if st.Ifaces[1].GROStats.DroppedMerged == 0 {
+				t.Errorf("no merged packet dropped: %+v", st.Ifaces[1].GROStats)
+			}
+			if st.ICMP.FragNeeded+st.ICMP.PacketTooBig != 0 {
+				t.Errorf("the router sent ICMP %+v: gVisor 14011 drops without a word", st.ICMP)
+			}
+		})
+	}
+}
+
 // TestGROBuggy2014Stalls is story 3: the server's NIC puts MTU-sized DF
 // segments on the wire, the router's eth1 merges each poll's segments, and
 // the forwarding path checks the merged length against eth0's MTU 1500:

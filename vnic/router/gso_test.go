@@ -170,3 +170,4 @@ func TestGROFixedForwardsWhole(t *testing.T) {
 		t.Errorf("forwarded %d packets above the egress MTU", len(r2c1.pkts))
 	}
 }
+

@@ -178,6 +178,11 @@ func (f *iface) poll(mode GROMode, pkts [][]byte) {
 			f.cnt.groForwardedGSO.Add(1)
 			continue
 		}
+		if mode == GRODropsMerged && f.r.mustRefuse(pkt) {
+			// gVisor's forwarding: too big, DF, dropped; no ICMP.
+			f.cnt.groDroppedMerged.Add(1)
+			continue
+		}
 		if mode == GROBuggy2014 && f.r.mustRefuse(pkt) {
 			// The 2014 bug: the merged packet meets the egress MTU check
 			// whole.

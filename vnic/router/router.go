@@ -60,6 +60,13 @@ const (
 	// are not plain forwarded TCP are re-segmented (package segment)
 	// before gVisor sees them (see the package doc).
 	GROFixed
+	// GRODropsMerged: a userspace router whose forwarding drops what GRO
+	// merged: a merged DF packet (any merged IPv6 packet) bigger than the
+	// egress MTU is dropped silently — no ICMP — and counted, as gVisor's
+	// netstack did when its host coalesced on receive (google/gvisor
+	// issue 14011, 2026: Docker-in-gVisor crawled at ~35 KB/s, the sender
+	// advancing only through RTO retransmits of single segments).
+	GRODropsMerged
 )
 
 // String returns the mode's name.
@@ -71,6 +78,8 @@ func (m GROMode) String() string {
 		return "buggy-2014"
 	case GROFixed:
 		return "fixed"
+	case GRODropsMerged:
+		return "drops-merged"
 	}
 	return fmt.Sprintf("GROMode(%d)", int32(m))
 }
@@ -270,7 +279,7 @@ func validateIface(f *Iface, i int) error {
 	if f.MaxReceive < f.MTU || f.MaxReceive > 65535 {
 		return fmt.Errorf("router: interface %s: MaxReceive %d out of range MTU (%d)..65535", f.Name, f.MaxReceive, f.MTU)
 	}
-	if f.GRO < GROOff || f.GRO > GROFixed {
+	if f.GRO < GROOff || f.GRO > GRODropsMerged {
 		return fmt.Errorf("router: interface %s: unknown GRO mode %d", f.Name, f.GRO)
 	}
 	for j, a := range f.Addrs {
@@ -315,7 +324,7 @@ func (r *Router) SetGRO(i int, mode GROMode) error {
 	if i < 0 || i >= len(r.ifs) {
 		return fmt.Errorf("router: no interface %d", i)
 	}
-	if mode < GROOff || mode > GROFixed {
+	if mode < GROOff || mode > GRODropsMerged {
 		return fmt.Errorf("router: unknown GRO mode %d", mode)
 	}
 	f := r.ifs[i]

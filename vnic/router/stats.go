@@ -62,6 +62,9 @@ type GROStats struct {
 	// (GROFixed): out of the egress interface as one super-packet with a
 	// GSO header, counted there in Link.OutSuper and Link.OutForwarded.
 	ForwardedGSO uint64
+	// DroppedMerged counts merged packets dropped silently for being
+	// bigger than the egress MTU (GRODropsMerged).
+	DroppedMerged uint64
 }
 
 // ICMPStats count ICMP messages the router originated, by type.
@@ -130,6 +133,7 @@ func (r *Router) Stats() Stats {
 				ForwardedWhole: f.cnt.groForwardedWhole.Load(),
 				Resegmented:    f.cnt.groResegmented.Load(),
 				ForwardedGSO:   f.cnt.groForwardedGSO.Load(),
+				DroppedMerged:  f.cnt.groDroppedMerged.Load(),
 			},
 			ICMP: ICMPStats{
 				TimeExceeded:   f.cnt.icmpTimeExceeded.Load(),
@@ -185,7 +189,7 @@ func (r *Router) Stats() Stats {
 }
 
 type ifaceCounters struct {
-	groPolls, groSuper, groForwardedWhole, groResegmented, groForwardedGSO atomic.Uint64
+	groPolls, groSuper, groForwardedWhole, groResegmented, groForwardedGSO, groDroppedMerged atomic.Uint64
 
 	icmpTimeExceeded, icmpFragNeeded, icmpPacketTooBig, icmpDstUnreachable atomic.Uint64
 	icmpParamProblem, icmpEchoReply, icmpOther                             atomic.Uint64

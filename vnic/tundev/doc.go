@@ -7,7 +7,9 @@
 //
 // Open negotiates the offloads with TUNSETOFFLOAD and falls back when the
 // kernel refuses a set (tun.c: set_offload returns EINVAL for any bit it
-// does not know). Read and Write move batches of frames through
+// does not know). The UDP tunnel offloads (Linux 6.17+) come with the
+// 24-byte virtio_net_hdr_v1_hash_tunnel (virtio.HdrTunnel); on an older
+// kernel they are refused and the device keeps the 10-byte header. Read and Write move batches of frames through
 // caller-owned buffers with a headroom offset, like wireguard-go's tun
 // package, but hand frames over as the kernel made them: segmenting and
 // coalescing are the jobs of packages segment and coalesce.

@@ -15,7 +15,8 @@ func TestOffloadsString(t *testing.T) {
 		{0, "none"},
 		{tundev.All, "csum|tso4|tso6|tso_ecn|uso4|uso6"},
 		{tundev.CSUM | tundev.UFO, "csum|ufo"},
-		{tundev.TSO4 | 0x180, "tso4|0x180"},
+		{tundev.TSO4 | 0x180, "tso4|udp_tunnel|udp_tunnel_csum"},
+		{tundev.TSO4 | 0x600, "tso4|0x600"},
 	} {
 		if got := tc.o.String(); got != tc.want {
 			t.Errorf("%#x: %q, want %q", uint(tc.o), got, tc.want)

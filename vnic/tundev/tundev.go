@@ -24,6 +24,15 @@ const (
 	UFO    Offloads = 0x10 // TUN_F_UFO: UDP fragmentation; accepted but ignored since Linux 4.14
 	USO4   Offloads = 0x20 // TUN_F_USO4: UDP segmentation over IPv4 (Linux 6.2+, needs CSUM and USO6)
 	USO6   Offloads = 0x40 // TUN_F_USO6: UDP segmentation over IPv6 (Linux 6.2+, needs CSUM and USO4)
+	// UDPTunnel (TUN_F_UDP_TUNNEL_GSO, Linux 6.17+): TSO/USO
+	// super-packets inside a UDP tunnel (VXLAN, GENEVE), described by the
+	// 24-byte virtio_net_hdr_v1_hash_tunnel (virtio.HdrTunnel); the outer
+	// UDP checksum is 0 on every segment.
+	UDPTunnel Offloads = 0x80
+	// UDPTunnelCsum (TUN_F_UDP_TUNNEL_GSO_CSUM, Linux 6.17+, needs
+	// UDPTunnel): the same with an outer UDP checksum on every segment
+	// (VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM).
+	UDPTunnelCsum Offloads = 0x100
 
 	// All is every offload vnic uses: the set the daemon asks for.
 	All = CSUM | TSO4 | TSO6 | TSOECN | USO4 | USO6
@@ -35,6 +44,7 @@ var offloadNames = []struct {
 }{
 	{CSUM, "csum"}, {TSO4, "tso4"}, {TSO6, "tso6"}, {TSOECN, "tso_ecn"},
 	{UFO, "ufo"}, {USO4, "uso4"}, {USO6, "uso6"},
+	{UDPTunnel, "udp_tunnel"}, {UDPTunnelCsum, "udp_tunnel_csum"},
 }
 
 // String returns the set as "csum|tso4|tso6|tso_ecn|uso4|uso6" ("none"
@@ -57,9 +67,10 @@ func (o Offloads) String() string {
 }
 
 // fallback is the order in which Open gives up offloads the kernel
-// refuses: unknown bits, then USO (Linux < 6.2), then TSO_ECN, UFO, TSO,
-// and finally checksum offload.
-var fallback = []Offloads{^(CSUM | TSO4 | TSO6 | TSOECN | UFO | USO4 | USO6), USO4 | USO6, TSOECN, UFO, TSO4 | TSO6, CSUM}
+// refuses: unknown bits, then the UDP tunnel offloads (Linux < 6.17), USO
+// (Linux < 6.2), TSO_ECN, UFO, TSO, and finally checksum offload.
+var fallback = []Offloads{^(CSUM | TSO4 | TSO6 | TSOECN | UFO | USO4 | USO6 | UDPTunnel | UDPTunnelCsum),
+	UDPTunnelCsum, UDPTunnel, USO4 | USO6, TSOECN, UFO, TSO4 | TSO6, CSUM}
 
 // Config says what device Open creates.
 type Config struct {
@@ -81,17 +92,24 @@ type Config struct {
 	// spreads what it transmits over the queues by flow hash
 	// (tun_select_queue), so each queue can have a reader of its own.
 	MultiQueue bool
-	// VnetHdrSize is the virtio header length: 10 (struct virtio_net_hdr,
-	// the default when 0) or 12 (struct virtio_net_hdr_mrg_rxbuf).
+	// VnetHdrSize is the virtio header length: 10 (struct virtio_net_hdr),
+	// 12 (struct virtio_net_hdr_mrg_rxbuf) or 24 (struct
+	// virtio_net_hdr_v1_hash_tunnel, virtio.HdrTunnel: what the UDP tunnel
+	// offloads describe their super-packets with). 0 means 24 when
+	// Offloads asks for UDPTunnel or UDPTunnelCsum and the kernel grants
+	// them, 10 otherwise (Device.VnetHdrSize says which).
 	VnetHdrSize int
 	// Logger receives the negotiation's outcome; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// MaxFrame is the largest frame a Read can return with the 12-byte
-// header: a 64 KiB IP packet plus the virtio header. A buffer this long
-// (after the offset) never truncates a frame.
-const MaxFrame = 65535 + 12
+// MaxFrame is the largest frame a Read can return with the largest
+// header: a 64 KiB IP packet plus the 24-byte tunnel header. A buffer this
+// long (after the offset) never truncates a frame.
+const MaxFrame = 65535 + tunnelHdrLen
+
+// tunnelHdrLen is sizeof(struct virtio_net_hdr_v1_hash_tunnel).
+const tunnelHdrLen = 24
 
 // Errors Open returns, to be tested with errors.Is. Each comes wrapped in
 // a message that says what to do.

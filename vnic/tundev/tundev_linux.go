@@ -129,11 +129,22 @@ func open(cfg Config, attach bool) (*Device, error) {
 		log = slog.Default()
 	}
 	hdrLen := cfg.VnetHdrSize
-	if hdrLen == 0 {
+	auto := hdrLen == 0
+	if auto {
 		hdrLen = 10
+		if cfg.Offloads&(UDPTunnel|UDPTunnelCsum) != 0 {
+			hdrLen = tunnelHdrLen
+		}
 	}
-	if hdrLen != 10 && hdrLen != 12 {
-		return nil, fmt.Errorf("tundev: VnetHdrSize %d: must be 10 (virtio_net_hdr) or 12 (virtio_net_hdr_mrg_rxbuf)", cfg.VnetHdrSize)
+	if hdrLen != 10 && hdrLen != 12 && hdrLen != tunnelHdrLen {
+		return nil, fmt.Errorf("tundev: VnetHdrSize %d: must be 10 (virtio_net_hdr), 12 (virtio_net_hdr_mrg_rxbuf) or 24 (virtio_net_hdr_v1_hash_tunnel)", cfg.VnetHdrSize)
+	}
+	want := cfg.Offloads
+	if hdrLen < tunnelHdrLen && want&(UDPTunnel|UDPTunnelCsum) != 0 {
+		// The kernel grants them anyway, then writes a 24-byte header
+		// into the smaller one (tun_vnet_hdr_put): never ask.
+		want &^= UDPTunnel | UDPTunnelCsum
+		log.Warn("tundev: UDP tunnel offloads need the 24-byte virtio header: not asked for", "vnet_hdr_size", hdrLen)
 	}
 	if err := validIfName(cfg.Name); err != nil {
 		return nil, err
@@ -194,12 +205,21 @@ func open(cfg Config, attach bool) (*Device, error) {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, hdrLen); err != nil {
 		return nil, fmt.Errorf("tundev: %s: TUNSETVNETHDRSZ %d: %w", name, hdrLen, err)
 	}
-	granted, err := negotiate(fd, cfg.Offloads)
+	granted, err := negotiate(fd, want)
 	if err != nil {
 		return nil, fmt.Errorf("tundev: %s: %w", name, err)
 	}
 	if refused := cfg.Offloads &^ granted; refused != 0 {
 		log.Warn("tundev: kernel refused offloads", "dev", name, "wanted", cfg.Offloads, "refused", refused, "granted", granted)
+	}
+	if auto && hdrLen == tunnelHdrLen && granted&UDPTunnel == 0 {
+		// No UDP tunnel offloads (Linux before 6.17): back to the plain
+		// header, which is all such a kernel parses.
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, 10); err != nil {
+			return nil, fmt.Errorf("tundev: %s: TUNSETVNETHDRSZ 10: %w", name, err)
+		}
+		hdrLen = 10
+		log.Warn("tundev: no UDP tunnel offloads: using the 10-byte virtio header", "dev", name)
 	}
 	log.Debug("tundev: opened", "dev", name, "offloads", granted, "napi", cfg.NAPI, "vnet_hdr_size", hdrLen)
 
@@ -245,6 +265,26 @@ func negotiate(fd int, want Offloads) (Offloads, error) {
 	return try &^ UFO, nil
 }
 
+// SetOffloads changes the offloads of an open device to exactly o, with
+// no fallback, and returns an error (EINVAL) when the kernel refuses the
+// set. The virtio header size does not change. Not safe to call while
+// another goroutine calls Offloads.
+//
+// Equivalent to: ioctl(fd, TUNSETOFFLOAD, o)
+func (d *Device) SetOffloads(o Offloads) error {
+	var serr error
+	if err := d.rc.Control(func(fd uintptr) {
+		serr = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, int(o))
+	}); err != nil {
+		return d.opError("set offloads", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("tundev: %s: TUNSETOFFLOAD %v: %w", d.name, o, serr)
+	}
+	d.offloads = o &^ UFO
+	return nil
+}
+
 // Name returns the interface name.
 func (d *Device) Name() string { return d.name }
 
@@ -252,7 +292,7 @@ func (d *Device) Name() string { return d.name }
 func (d *Device) Offloads() Offloads { return d.offloads }
 
 // VnetHdrSize returns the virtio header length in front of every frame
-// (10 or 12).
+// (10, 12 or 24).
 func (d *Device) VnetHdrSize() int { return d.hdrLen }
 
 // Stats returns the device's counters.

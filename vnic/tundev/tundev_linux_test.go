@@ -196,6 +196,43 @@ func TestOpenFallsBackWhenRefused(t *testing.T) {
 	}
 }
 
+// TestOpenUDPTunnelOffloads: Linux 6.17+ grants TUN_F_UDP_TUNNEL_GSO and
+// _CSUM; with VnetHdrSize 0 the device then uses the 24-byte
+// virtio_net_hdr_v1_hash_tunnel. Without the tunnel offloads (refused,
+// or not asked for) the header stays 10 bytes.
+func TestOpenUDPTunnelOffloads(t *testing.T) {
+	ns := newNS(t)
+	want := tundev.All | tundev.UDPTunnel | tundev.UDPTunnelCsum
+	var log bytes.Buffer
+	d := open(t, ns, tundev.Config{Name: "vnic0", Offloads: want, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	got := d.Offloads()
+	t.Logf("granted %v, vnet_hdr_size %d", got, d.VnetHdrSize())
+	switch {
+	case got == want:
+		if d.VnetHdrSize() != virtio.SizeTunnel {
+			t.Errorf("tunnel offloads granted, VnetHdrSize %d, want %d", d.VnetHdrSize(), virtio.SizeTunnel)
+		}
+	case got == tundev.All:
+		// A kernel before 6.17: refused, logged, the plain header.
+		if d.VnetHdrSize() != 10 || !strings.Contains(log.String(), "no UDP tunnel offloads") {
+			t.Errorf("fallback: VnetHdrSize %d, log:\n%s", d.VnetHdrSize(), log.String())
+		}
+	default:
+		t.Errorf("granted %v, want %v (or %v before 6.17)", got, want, tundev.All)
+	}
+	// UDP_TUNNEL_GSO_CSUM without UDP_TUNNEL_GSO: refused, dropped.
+	d2 := open(t, ns, tundev.Config{Name: "vnic1", Offloads: tundev.All | tundev.UDPTunnelCsum, Logger: quiet})
+	if d2.Offloads() != tundev.All || d2.VnetHdrSize() != 10 {
+		t.Errorf("csum alone: granted %v, vnet_hdr_size %d", d2.Offloads(), d2.VnetHdrSize())
+	}
+	// An explicit 10-byte header: the tunnel offloads are not asked for
+	// (the kernel would grant them and write 24 bytes of header).
+	d3 := open(t, ns, tundev.Config{Name: "vnic2", Offloads: want, VnetHdrSize: 10, Logger: quiet})
+	if d3.Offloads() != tundev.All || d3.VnetHdrSize() != 10 {
+		t.Errorf("10-byte header: granted %v, vnet_hdr_size %d", d3.Offloads(), d3.VnetHdrSize())
+	}
+}
+
 func TestOpenNameTaken(t *testing.T) {
 	ns := newNS(t)
 	open(t, ns, tundev.Config{Name: "vnic0", Offloads: tundev.All})

@@ -22,6 +22,9 @@ func (d *Device) Name() string { return "" }
 // Offloads returns 0.
 func (d *Device) Offloads() Offloads { return 0 }
 
+// SetOffloads returns an error wrapping errors.ErrUnsupported.
+func (d *Device) SetOffloads(o Offloads) error { return errUnsupported }
+
 // VnetHdrSize returns 0.
 func (d *Device) VnetHdrSize() int { return 0 }
 

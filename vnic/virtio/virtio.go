@@ -17,13 +17,18 @@ import (
 	"strings"
 )
 
-// Sizes of the two header variants.
+// Sizes of the header variants.
 const (
 	// Size is sizeof(struct virtio_net_hdr).
 	Size = 10
 	// SizeMrg is sizeof(struct virtio_net_hdr_mrg_rxbuf): the header plus
 	// num_buffers, used when TUNSETVNETHDRSZ is set to 12.
 	SizeMrg = 12
+	// SizeTunnel is sizeof(struct virtio_net_hdr_v1_hash_tunnel)
+	// (TUN_VNET_TNL_SIZE): the 12-byte header, the hash report fields and
+	// the UDP tunnel offsets. A TUN uses it when TUNSETVNETHDRSZ is at
+	// least 24 and it has the UDP tunnel offloads (Linux 6.17+).
+	SizeTunnel = 24
 )
 
 // Flags (virtio_net_hdr.flags).
@@ -38,6 +43,10 @@ const (
 	// FlagRSCInfo (VIRTIO_NET_HDR_F_RSC_INFO): csum_start/csum_offset carry
 	// coalescing counts instead of checksum offsets.
 	FlagRSCInfo uint8 = 4
+	// FlagUDPTunnelCsum (VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM): a UDP tunnel
+	// super-packet whose outer UDP checksum is to be filled in per segment
+	// (SKB_GSO_UDP_TUNNEL_CSUM); without it the outer checksum is 0.
+	FlagUDPTunnelCsum uint8 = 8
 )
 
 // GSO types (virtio_net_hdr.gso_type).
@@ -51,6 +60,14 @@ const (
 	// super-packet carries CWR: SKB_GSO_TCP_ECN, CWR goes on the first
 	// segment only.
 	GSOECN uint8 = 0x80
+	// GSOUDPTunnelIPv4 and GSOUDPTunnelIPv6
+	// (VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4/_IPV6) are or-ed into the inner
+	// gso type (TCPV4, TCPV6 or UDP_L4) of a super-packet carried in a UDP
+	// tunnel (VXLAN, GENEVE) over IPv4 or IPv6; only in a HdrTunnel.
+	GSOUDPTunnelIPv4 uint8 = 0x20
+	GSOUDPTunnelIPv6 uint8 = 0x40
+	// GSOUDPTunnel is both tunnel bits.
+	GSOUDPTunnel = GSOUDPTunnelIPv4 | GSOUDPTunnelIPv6
 )
 
 // ErrShort is returned when a buffer is too short for a header.
@@ -124,12 +141,77 @@ func (h *HdrMrg) Encode(b []byte) error {
 	return nil
 }
 
+// HdrTunnel mirrors struct virtio_net_hdr_v1_hash_tunnel, the 24-byte
+// header of a TUN with the UDP tunnel offloads: struct virtio_net_hdr_v1
+// (Hdr and num_buffers), the hash report fields (hash_value,
+// hash_report, padding; a TUN writes them as zero) and the offsets of a
+// UDP tunnel super-packet's outer transport header and inner network
+// header from the start of the packet (zero when GSOType has no tunnel
+// bit). The inner transport header is at CsumStart.
+type HdrTunnel struct {
+	Hdr
+	NumBuffers    uint16
+	HashValue     uint32
+	HashReport    uint16
+	OuterTHOffset uint16 // outer_th_offset: the outer UDP header
+	InnerNHOffset uint16 // inner_nh_offset: the inner IP header
+}
+
+// Decode reads a 24-byte tunnel header from b.
+func (h *HdrTunnel) Decode(b []byte) error {
+	if len(b) < SizeTunnel {
+		return fmt.Errorf("%w: have %d bytes, need %d", ErrShort, len(b), SizeTunnel)
+	}
+	if err := h.Hdr.Decode(b); err != nil {
+		return err
+	}
+	h.NumBuffers = binary.LittleEndian.Uint16(b[10:])
+	h.HashValue = binary.LittleEndian.Uint32(b[12:])
+	h.HashReport = binary.LittleEndian.Uint16(b[16:])
+	h.OuterTHOffset = binary.LittleEndian.Uint16(b[20:])
+	h.InnerNHOffset = binary.LittleEndian.Uint16(b[22:])
+	return nil
+}
+
+// Encode writes a 24-byte tunnel header into b (padding zero).
+func (h *HdrTunnel) Encode(b []byte) error {
+	if len(b) < SizeTunnel {
+		return fmt.Errorf("%w: have %d bytes, need %d", ErrShort, len(b), SizeTunnel)
+	}
+	if err := h.Hdr.Encode(b); err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint16(b[10:], h.NumBuffers)
+	binary.LittleEndian.PutUint32(b[12:], h.HashValue)
+	binary.LittleEndian.PutUint16(b[16:], h.HashReport)
+	b[18], b[19] = 0, 0
+	binary.LittleEndian.PutUint16(b[20:], h.OuterTHOffset)
+	binary.LittleEndian.PutUint16(b[22:], h.InnerNHOffset)
+	return nil
+}
+
+// String formats the header like Hdr.String, with the tunnel offsets when
+// the gso type has a tunnel bit.
+func (h HdrTunnel) String() string {
+	s := h.Hdr.String()
+	if h.GSOType&GSOUDPTunnel != 0 {
+		s += fmt.Sprintf(" outer_th=%d inner_nh=%d", h.OuterTHOffset, h.InnerNHOffset)
+	}
+	return s
+}
+
 // GSOBase returns the gso type without the ECN bit.
 func (h *Hdr) GSOBase() uint8 { return h.GSOType &^ GSOECN }
 
-// GSOName names a gso type as the pcap comments and logs show it.
+// GSOName names a gso type as the pcap comments and logs show it
+// ("tcpv4", "udp_l4|ecn", "tcpv4|tunnel4").
 func GSOName(t uint8) string {
 	var s string
+	tunnel := t & GSOUDPTunnel
+	if tunnel == GSOUDPTunnel {
+		tunnel = 0 // both bits: no such header, shown as a number
+	}
+	t &^= tunnel
 	switch t &^ GSOECN {
 	case GSONone:
 		s = "none"
@@ -146,6 +228,12 @@ func GSOName(t uint8) string {
 	}
 	if t&GSOECN != 0 {
 		s += "|ecn"
+	}
+	switch tunnel {
+	case GSOUDPTunnelIPv4:
+		s += "|tunnel4"
+	case GSOUDPTunnelIPv6:
+		s += "|tunnel6"
 	}
 	return s
 }
@@ -164,6 +252,9 @@ func (h Hdr) String() string {
 	}
 	if h.Flags&FlagRSCInfo != 0 {
 		b.WriteString(" rsc_info")
+	}
+	if h.Flags&FlagUDPTunnelCsum != 0 {
+		b.WriteString(" udp_tunnel_csum")
 	}
 	return b.String()
 }

@@ -130,3 +130,42 @@ func FuzzHdr(f *testing.F) {
 		}
 	})
 }
+
+// struct virtio_net_hdr_v1_hash_tunnel: the 12-byte header, hash_value
+// (4), hash_report (2), padding (2), outer_th_offset, inner_nh_offset;
+// all little-endian.
+func TestHdrTunnelLayout(t *testing.T) {
+	h := HdrTunnel{
+		Hdr: Hdr{Flags: FlagNeedsCsum | FlagUDPTunnelCsum, GSOType: GSOTCPv4 | GSOUDPTunnelIPv4,
+			HdrLen: 0x5e, GSOSize: 0x05a8, CsumStart: 0x0032, CsumOffset: 0x0010},
+		NumBuffers: 1, HashValue: 0x01020304, HashReport: 7, OuterTHOffset: 0x14, InnerNHOffset: 0x1e,
+	}
+	var b [SizeTunnel]byte
+	if err := h.Encode(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0x09, 0x21, 0x5e, 0, 0xa8, 0x05, 0x32, 0, 0x10, 0, 1, 0, 4, 3, 2, 1, 7, 0, 0, 0, 0x14, 0, 0x1e, 0}
+	if !bytes.Equal(b[:], want) {
+		t.Fatalf("encoded % x\nwant    % x", b[:], want)
+	}
+	var g HdrTunnel
+	if err := g.Decode(b[:]); err != nil || g != h {
+		t.Errorf("round trip: %+v %v, want %+v", g, err, h)
+	}
+	if err := g.Decode(b[:SizeTunnel-1]); !errors.Is(err, ErrShort) {
+		t.Errorf("Decode short: %v", err)
+	}
+	if s := h.String(); s != "gso=tcpv4|tunnel4 gso_size=1448 hdr_len=94 csum_start=50 csum_offset=16 needs_csum udp_tunnel_csum outer_th=20 inner_nh=30" {
+		t.Errorf("String = %q", s)
+	}
+	for typ, want := range map[uint8]string{
+		GSOTCPv6 | GSOUDPTunnelIPv6 | GSOECN: "tcpv6|ecn|tunnel6",
+		GSOUDPL4 | GSOUDPTunnelIPv4:          "udp_l4|tunnel4",
+		GSOTCPv4 | GSOUDPTunnel:              "0x61",
+		GSOTCPv4:                             "tcpv4",
+	} {
+		if got := GSOName(typ); got != want {
+			t.Errorf("GSOName(%#02x) = %q, want %q", typ, got, want)
+		}
+	}
+}
