@@ -124,7 +124,7 @@ type Peer struct {
 	nic    stack.LinkEndpoint
 	inject func([][]byte)
 	cnt    counters
-	svc  *services
+	svc    *services
 
 	closeOnce sync.Once
 }
