@@ -47,6 +47,17 @@
 // on, the kernel still sends an MLDv2 report for ff02::2 (all-routers)
 // from :: out of each TUN at link-up, and the filter drops it.
 //
+// TAP (NewGSOTAP, NewGROTAP): the same recipes with TAP devices, whose
+// frames are Ethernet frames; `in` has the address TAPInMAC, and the
+// namespace routes via a permanent neighbour of `out`, so the frames that
+// come out carry the router's MAC header (AfterRouting). Seen on 6.18:
+// csum_start and hdr_len count from the Ethernet header both ways; the
+// merged frame's hdr_len is the whole first frame (skb_headlen) with its
+// MAC header; GSO without NEEDS_CSUM measures "really GSO" from the start
+// of the frame (a TCP payload of exactly gso_size is GSO on a TAP and
+// dropped by tcp_gso_segment); GRO does not merge frames whose MAC headers
+// differ. The TAP MTU is at most 65521 (TAPMTU).
+//
 // # What Linux 6.18 does in these recipes (established by the tests here)
 //
 // Both recipes forward, so every packet that comes out has its IPv4 TTL

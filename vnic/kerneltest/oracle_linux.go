@@ -45,6 +45,9 @@ const tunMTU = 65535
 type pair struct {
 	ns      *Netns
 	in, out *tunDev
+	// l2 is the Ethernet header's length in front of each packet: 14 for
+	// the TAP oracles (NewGSOTAP, NewGROTAP), 0 for TUN.
+	l2 int
 }
 
 func newPair(t testing.TB, inNAPI bool, inOffloads, outOffloads tundev.Offloads, inHdrLen int) *pair {
@@ -58,12 +61,19 @@ type pairConfig struct {
 	inNAPI                  bool
 	inOffloads, outOffloads tundev.Offloads
 	inHdrLen, outHdrLen     int
+	// tap makes both devices TAPs (tap_linux.go): Ethernet frames, `in`
+	// with the address TAPInMAC, everything routed via a permanent
+	// neighbour out of `out`.
+	tap bool
 }
 
 func newPairWith(t testing.TB, pc pairConfig) *pair {
 	t.Helper()
 	ns := NewNetns(t)
 	p := &pair{ns: ns}
+	if pc.tap {
+		p.l2 = ethHeaderLen
+	}
 	t.Cleanup(func() {
 		// Closing a non-persistent TUN's only fd deletes the device.
 		for _, d := range []*tunDev{p.in, p.out} {
@@ -95,10 +105,10 @@ func newPairWith(t testing.TB, pc pairConfig) *pair {
 			}
 		}
 		var err error
-		if p.in, err = openTUN("in", pc.inNAPI, pc.inOffloads, pc.inHdrLen); err != nil {
+		if p.in, err = openTUN("in", pc.inNAPI, pc.inOffloads, pc.inHdrLen, pc.tap); err != nil {
 			return err
 		}
-		if p.out, err = openTUN("out", false, pc.outOffloads, pc.outHdrLen); err != nil {
+		if p.out, err = openTUN("out", false, pc.outOffloads, pc.outHdrLen, pc.tap); err != nil {
 			return err
 		}
 		for _, dev := range []string{"in", "out"} {
@@ -116,6 +126,11 @@ func newPairWith(t testing.TB, pc pairConfig) *pair {
 		t.Fatalf("kerneltest: %v", err)
 	}
 	defer h.Close()
+	if pc.tap {
+		if err := configureTAPs(h); err != nil {
+			t.Fatalf("kerneltest: %v", err)
+		}
+	}
 	for _, name := range []string{"in", "out"} {
 		c := nsutil.LinkConfig{
 			MTU: tunMTU,
@@ -125,6 +140,9 @@ func newPairWith(t testing.TB, pc pairConfig) *pair {
 		}
 		if name == "out" {
 			c.Routes = []nsutil.Route{{Dst: route4}, {Dst: route6}}
+		}
+		if pc.tap {
+			tapLinkConfig(name, &c)
 		}
 		if err := nsutil.ConfigureLink(h, name, c); err != nil {
 			t.Fatalf("kerneltest: %v", err)
@@ -227,7 +245,8 @@ func (o *GSO) SegmentFrames(h virtio.Hdr, pkt []byte) ([]Frame, error) {
 	if err := o.p.in.write(h, pkt); err != nil {
 		return nil, err
 	}
-	fr, _, err := o.p.out.collect(gsoFirst, gsoQuiet, gsoGrace, gsoLimit, PayloadLen(trimmed(pkt)), 0, keepFlows(pkt))
+	ip := ipPart(pkt, o.p.l2)
+	fr, _, err := o.p.out.collect(gsoFirst, gsoQuiet, gsoGrace, gsoLimit, PayloadLen(trimmed(ip)), 0, keepFlows(ip))
 	return fr, err
 }
 
@@ -281,7 +300,12 @@ type GRO struct {
 // in t.Cleanup.
 func NewGRO(t testing.TB, opt GROOptions) *GRO {
 	t.Helper()
-	p := newPair(t, true, 0, offloadsAll, 0)
+	return newGRO(t, pairConfig{inNAPI: true, outOffloads: offloadsAll}, opt)
+}
+
+func newGRO(t testing.TB, pc pairConfig, opt GROOptions) *GRO {
+	t.Helper()
+	p := newPairWith(t, pc)
 	for _, kv := range [][2]string{
 		{"class/net/in/gro_flush_timeout", "1000000"},
 		{"class/net/in/napi_defer_hard_irqs", "10"},
@@ -352,7 +376,7 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 	pkts := make([][]byte, len(in))
 	frames := make([][]byte, len(in))
 	for i, f := range in {
-		pkts[i] = f.Pkt
+		pkts[i] = ipPart(f.Pkt, o.p.l2)
 		frames[i] = make([]byte, virtio.Size+len(f.Pkt))
 		f.Hdr.Encode(frames[i])
 		copy(frames[i][virtio.Size:], f.Pkt)

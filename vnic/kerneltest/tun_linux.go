@@ -21,6 +21,7 @@ const offloadsAll = tundev.All
 type tunDev struct {
 	name   string
 	hdrLen int // the virtio header's size on this device
+	l2     int // the Ethernet header's size in front of each packet (a TAP)
 	dev    *tundev.Device
 	bufs   [][]byte // bufs[0] is the read buffer; all of them for drain
 	sizes  []int
@@ -32,12 +33,12 @@ type tunDev struct {
 //
 // Equivalent to: ip tuntap add name NAME mode tun vnet_hdr [napi]; plus
 // TUNSETOFFLOAD, which only a process holding the fd can do.
-func openTUN(name string, napi bool, offloads tundev.Offloads, hdrLen int) (*tunDev, error) {
+func openTUN(name string, napi bool, offloads tundev.Offloads, hdrLen int, tap bool) (*tunDev, error) {
 	if hdrLen == 0 {
 		hdrLen = virtio.Size
 	}
 	d, err := tundev.Open(tundev.Config{
-		Name: name, Offloads: offloads, NAPI: napi, VnetHdrSize: hdrLen,
+		Name: name, Offloads: offloads, NAPI: napi, VnetHdrSize: hdrLen, TAP: tap,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -52,7 +53,11 @@ func openTUN(name string, napi bool, offloads tundev.Offloads, hdrLen int) (*tun
 	for i := range bufs {
 		bufs[i] = buf // drain discards: one buffer will do
 	}
-	return &tunDev{name: name, hdrLen: hdrLen, dev: d, bufs: bufs, sizes: make([]int, len(bufs))}, nil
+	l2 := 0
+	if tap {
+		l2 = ethHeaderLen
+	}
+	return &tunDev{name: name, hdrLen: hdrLen, l2: l2, dev: d, bufs: bufs, sizes: make([]int, len(bufs))}, nil
 }
 
 func (d *tunDev) close() error {
@@ -154,12 +159,13 @@ func (d *tunDev) collect(first, quiet, grace, limit time.Duration, want, empty i
 		if err != nil {
 			return out, dropped, err
 		}
-		if !keep(f) {
+		ip := ipPart(f.Pkt, d.l2)
+		if !keep(Frame{Hdr: f.Hdr, Pkt: ip}) {
 			dropped++
 			continue
 		}
 		out = append(out, f)
-		switch n := PayloadLen(f.Pkt); {
+		switch n := PayloadLen(ip); {
 		case n > 0:
 			got += n
 		case n == 0:

@@ -87,6 +87,12 @@ type Config struct {
 	// NAPI makes the kernel receive written frames through NAPI
 	// (IFF_NAPI), which runs GRO on them.
 	NAPI bool
+	// TAP creates a TAP device (IFF_TAP) instead of a TUN: the kernel
+	// sees an Ethernet interface with a MAC address, does ARP and IPv6
+	// neighbour discovery itself, and every frame is the virtio header
+	// followed by an Ethernet frame (csum_start and hdr_len then count from
+	// the Ethernet header). The offloads are the same.
+	TAP bool
 	// MultiQueue creates a multi-queue device (IFF_MULTI_QUEUE): Open
 	// returns its first queue, Device.OpenQueue attaches more. The kernel
 	// spreads what it transmits over the queues by flow hash

@@ -89,7 +89,7 @@ func validIfName(name string) error {
 }
 
 // Open creates a TUN device (IFF_TUN|IFF_NO_PI|IFF_VNET_HDR, plus IFF_NAPI
-// if asked) in the network namespace of the calling OS thread: to create
+// if asked; IFF_TAP instead of IFF_TUN with Config.TAP) in the network namespace of the calling OS thread: to create
 // it in another namespace, call Open inside nsutil.Do. The device belongs
 // to that namespace for good, and the Device works from any goroutine and
 // thread afterwards. The device is not persistent: it disappears when the
@@ -103,7 +103,7 @@ func validIfName(name string) error {
 // kernel accepts the bit but ignores it (since 4.14). Offloads reports
 // what was granted.
 //
-// Equivalent to: ip tuntap add name NAME mode tun vnet_hdr [napi], plus
+// Equivalent to: ip tuntap add name NAME mode tun|tap vnet_hdr [napi], plus
 // TUNSETVNETHDRSZ and TUNSETOFFLOAD, which only the holder of the fd can
 // do.
 func Open(cfg Config) (*Device, error) {
@@ -176,6 +176,9 @@ func open(cfg Config, attach bool) (*Device, error) {
 	// IFF_TUN_EXCL: fail with EBUSY if the name exists, instead of
 	// attaching to an existing persistent TUN of that name.
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if cfg.TAP {
+		flags = unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR
+	}
 	if !attach {
 		flags |= unix.IFF_TUN_EXCL
 	}
