@@ -90,6 +90,9 @@ var (
 	// ErrUSOSegments: more than UDP_MAX_SEGMENTS datagrams
 	// (__virtio_net_hdr_to_skb).
 	ErrUSOSegments = &DropError{drop.USOSegments, "more than UDP_MAX_SEGMENTS datagrams"}
+	// ErrL2Header: a frame shorter than its Ethernet header
+	// (Options.L2Len): eth_type_trans cannot pull it.
+	ErrL2Header = &DropError{drop.EtherShort, "frame shorter than its Ethernet header"}
 	// ErrTooBig (vnic's NIC model): a packet that is not TCP-segmented is
 	// larger than Options.MaxPacket, a USO datagram would be, or MaxPacket
 	// leaves no room for payload after the headers.

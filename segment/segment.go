@@ -56,6 +56,18 @@ type Options struct {
 	// everything after the first 10 bytes, so behind a 12-byte header
 	// hdr_len may run 2 bytes past the packet.
 	VnetHdrSize int
+
+	// L2Len is the length of the Ethernet header in front of the IP
+	// packet: 14, or 18 (22) behind one (two) VLAN tags; 0, the default,
+	// for the IP packets of a TUN device. It is for the frames of a TAP
+	// device, where csum_start and hdr_len count from the start of the
+	// frame (tun_get_user hands the whole frame to virtio_net_hdr_to_skb
+	// before eth_type_trans), and the kernel's GSO copies the MAC header
+	// into every segment (skb_segment). The header's last two bytes must
+	// be the EtherType of the packet's IP version (ip_rcv / ipv6_rcv get
+	// the frame by it); every wire packet Cut writes starts with a copy
+	// of the header. Options.MaxPacket still caps the IP packet.
+	L2Len int
 }
 
 // vnetHdrSlack is how far hdr_len may reach past the packet.
@@ -140,6 +152,10 @@ type Plan struct {
 	outerV6   bool   // outer IPv6
 	outerCsum bool   // SKB_GSO_UDP_TUNNEL_CSUM: fill in the outer UDP checksum
 	outerBase uint16 // the outer pseudo-header sum without the length
+
+	// l2 is the Ethernet header (Options.L2Len) copied in front of every
+	// wire packet; the fields above describe the IP packet behind it.
+	l2 []byte
 }
 
 // planKind is how Cut makes the frame's wire packets.
@@ -160,25 +176,27 @@ func (p *Plan) Segments() int { return p.nseg }
 // MaxSize returns the size in bytes of the largest packet Cut writes (the
 // first one; a segmented frame's last one may be shorter): a buffer of
 // offset + MaxSize bytes holds any of them.
-func (p *Plan) MaxSize() int { return len(p.outer) + p.max }
+func (p *Plan) MaxSize() int { return len(p.l2) + len(p.outer) + p.max }
 
 // WireBytes returns the bytes of all the packets Cut writes: the headers
 // once per segment, the payload once.
 func (p *Plan) WireBytes() int {
+	n := len(p.pkt) + p.nseg*len(p.l2)
 	if p.kind == planTSO || p.kind == planUSO {
-		return len(p.pkt) + (p.nseg-1)*p.hdrLen
+		n += (p.nseg - 1) * p.hdrLen
 	}
-	return len(p.pkt)
+	return n
 }
 
 // TSO reports whether Cut segments the frame as TCP (tcp_gso_segment),
-// and if so the length of the IP and TCP headers copied into every
-// segment and the payload bytes per segment (the last may carry less).
+// and if so the length of the headers copied into every segment (the
+// Ethernet header with Options.L2Len, IP, TCP) and the payload bytes per
+// segment (the last may carry less).
 func (p *Plan) TSO() (ok bool, hdrLen, mss int) {
 	if p.kind != planTSO {
 		return false, 0, 0
 	}
-	return true, p.hdrLen, p.mss
+	return true, len(p.l2) + p.hdrLen, p.mss
 }
 
 // Segment splits one packet pkt (an IPv4 or IPv6 packet, no virtio header,
@@ -213,6 +231,20 @@ func Segment(hdr virtio.Hdr, pkt []byte, out [][]byte, sizes []int, offset int, 
 // only Cut reports); Reason names it. pkt is only read, and is referred to
 // by the Plan.
 func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
+	if opt.L2Len != 0 {
+		return newL2Plan(hdr, pkt, opt)
+	}
+	return newPlan(hdr, pkt, opt, 0)
+}
+
+// newPlan is NewPlan for the IP packet pkt of a frame whose l2-byte
+// Ethernet header went in front of it (0 for a TUN frame). The virtio
+// layer measures two things from the start of the frame, not of the IP
+// packet: the minimal network header in front of csum_start, and where it
+// assumes the payload of a GSO frame without NEEDS_CSUM starts (nh_min_len
+// + thlen, __virtio_net_hdr_to_skb); every other offset has been moved to
+// the IP packet by the caller.
+func newPlan(hdr virtio.Hdr, pkt []byte, opt Options, l2 int) (Plan, error) {
 	n := len(pkt)
 	needsCsum := hdr.Flags&virtio.FlagNeedsCsum != 0
 	gsoSize := int(hdr.GSOSize)
@@ -259,12 +291,12 @@ func NewPlan(hdr virtio.Hdr, pkt []byte, opt Options) (Plan, error) {
 			return Plan{}, errf(ErrCsum, "csum_start %d + max(L4 header %d, csum_offset %d + 2) = %d, past the %d-byte packet",
 				csumStart, thlen, csumOffset, need, n)
 		}
-		if csumStart < nhMin {
-			return Plan{}, errf(ErrCsum, "csum_start %d inside the minimal %d-byte IP header", csumStart, nhMin)
+		if l2+csumStart < nhMin {
+			return Plan{}, errf(ErrCsum, "csum_start %d inside the minimal %d-byte IP header", l2+csumStart, nhMin)
 		}
 		pOff = csumStart + thlen
 	} else if gso {
-		pOff = nhMin + thlen
+		pOff = nhMin + thlen - l2
 		if pOff > n {
 			return Plan{}, errf(ErrL4Header, "%d-byte packet, shorter than %d bytes of IP and L4 header", n, pOff)
 		}
@@ -425,7 +457,10 @@ func (p *Plan) Cut(out [][]byte, sizes []int, offset int) (int, error) {
 		return 0, errf(ErrTooManySegments, "%d packets of up to %d bytes, %d output buffers and %d sizes",
 			p.nseg, p.MaxSize(), len(out), len(sizes))
 	}
-	// A tunnel's inner packets go after its outer headers.
+	// An Ethernet header goes first, then a tunnel's outer headers, then
+	// the (inner) IP packets.
+	l2Off := offset
+	offset += len(p.l2)
 	outerOff := offset
 	offset += len(p.outer)
 	for i := 0; i < p.nseg; i++ {
@@ -453,7 +488,63 @@ func (p *Plan) Cut(out [][]byte, sizes []int, offset int) (int, error) {
 	if len(p.outer) > 0 {
 		p.encapsulate(out, sizes, outerOff)
 	}
+	if len(p.l2) > 0 {
+		for i := 0; i < p.nseg; i++ {
+			copy(out[i][l2Off:], p.l2)
+			sizes[i] += len(p.l2)
+		}
+	}
 	return p.nseg, nil
+}
+
+// newL2Plan is NewPlan for a frame that starts with an Ethernet header
+// (Options.L2Len): the virtio header's offsets count from the frame's
+// start, so they are checked against the whole frame, then the IP packet
+// behind the header is planned as a TUN frame would be.
+func newL2Plan(hdr virtio.Hdr, frame []byte, opt Options) (Plan, error) {
+	l2 := opt.L2Len
+	if l2 < 14 || len(frame) < l2 {
+		return Plan{}, errf(ErrL2Header, "%d-byte frame, %d-byte Ethernet header", len(frame), l2)
+	}
+	if int(hdr.HdrLen) > len(frame)+opt.vnetHdrSlack() {
+		return Plan{}, errf(ErrHdrLen, "hdr_len %d, %d-byte frame", hdr.HdrLen, len(frame))
+	}
+	h := hdr
+	h.HdrLen = uint16(max(int(hdr.HdrLen)-l2, 0))
+	if h.Flags&virtio.FlagNeedsCsum != 0 {
+		if int(h.CsumStart) < l2 {
+			return Plan{}, errf(ErrCsum, "csum_start %d inside the %d-byte Ethernet header", h.CsumStart, l2)
+		}
+		h.CsumStart -= uint16(l2)
+	}
+	pkt := frame[l2:]
+	switch et := binary.BigEndian.Uint16(frame[l2-2:]); {
+	case et == etherTypeIPv4 && len(pkt) > 0 && pkt[0]>>4 == 4:
+	case et == etherTypeIPv6 && len(pkt) > 0 && pkt[0]>>4 == 6:
+	default:
+		return Plan{}, errf(ErrIPVersion, "EtherType %#04x with IP version %d behind it", et, ipVersionOf(pkt))
+	}
+	o := opt
+	o.L2Len = 0
+	p, err := newPlan(h, pkt, o, l2)
+	if err != nil {
+		return Plan{}, err
+	}
+	p.l2 = frame[:l2]
+	return p, nil
+}
+
+// EtherTypes of IPv4 and IPv6.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+)
+
+func ipVersionOf(pkt []byte) int {
+	if len(pkt) == 0 {
+		return 0
+	}
+	return int(pkt[0] >> 4)
 }
 
 // CompletePartial completes, in place, a TCP/UDP checksum that
