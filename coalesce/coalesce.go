@@ -58,6 +58,15 @@ type Options struct {
 	// zero header: "the checksums were not verified" (SetMarkValid turns
 	// it off and on per batch).
 	MarkValid bool
+	// L2Len is the length of the link-layer header in front of every
+	// packet: 14 for the Ethernet frames of a TAP device, 0 (the default)
+	// for the IP packets of a TUN. With it, a frame merges only with
+	// frames whose link-layer header is byte for byte the same
+	// (dev_gro_receive: compare_ether_header), a frame whose EtherType is
+	// not IPv4 or IPv6 passes (PassNotIPEtherType), a merged frame keeps
+	// its first frame's header, and the virtio header's csum_start and
+	// hdr_len count from the start of the frame, as a TAP device's do.
+	L2Len int
 }
 
 const (
@@ -91,7 +100,8 @@ type Engine struct {
 
 	// Per call.
 	bufs   [][]byte
-	offset int
+	offset int // where each frame starts, after its virtio header
+	ip     int // where each frame's IP packet starts: offset + L2Len
 	out    []int
 
 	stats Stats
@@ -160,7 +170,8 @@ func (e *Engine) SetMarkValid(mark bool) { e.opt.MarkValid = mark }
 func (e *Engine) Stats() Stats { return e.stats }
 
 // Coalesce runs GRO over one batch (one NAPI poll): bufs[i][offset:] holds
-// one wire IP packet, offset >= virtio.Size is headroom. Merged packets
+// one wire IP packet (an Ethernet frame with Options.L2Len), offset >=
+// virtio.Size is headroom. Merged packets
 // grow in place in the buffer of the flow's first packet (within
 // cap(bufs[i]); a buffer without room for a merge does not become a merge
 // head). It appends to toWrite the indices of the buffers to hand to the
@@ -198,7 +209,7 @@ func (e *Engine) Coalesce(bufs [][]byte, offset int, toWrite []int) ([]int, erro
 		e.next = make([]int32, len(bufs))
 		e.valid = make([]bool, len(bufs))
 	}
-	e.bufs, e.offset, e.out = bufs, offset, toWrite
+	e.bufs, e.offset, e.ip, e.out = bufs, offset, offset+e.opt.L2Len, toWrite
 	for i := range bufs {
 		e.receive(i)
 	}

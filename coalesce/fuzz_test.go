@@ -32,6 +32,9 @@ func FuzzCoalesce(f *testing.F) {
 	f.Add([]byte{0, 0, 1, 0x45})
 	f.Add([]byte{0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add(bytes.Repeat([]byte{0x13, 0x81, 0x22, 0x05}, 40))
+	l2seed := append([]byte{}, seed...)
+	l2seed[0] |= 64
+	f.Add(l2seed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzArbitrary(t, data)
 		fuzzRoundTrip(t, data)
@@ -57,6 +60,12 @@ func fuzzArbitrary(t *testing.T, data []byte) {
 		opt.MaxSize = 300
 	}
 	fixCsum := mode&4 != 0 // help the fuzzer past the IPv4 header checksum
+	// Ethernet frames (a TAP): an EtherType from the IP version, one of
+	// two source addresses.
+	l2 := mode&64 != 0
+	if l2 {
+		opt.L2Len = 14
+	}
 	var pkts [][]byte
 	for rest := data[1:]; len(rest) >= 2 && len(pkts) < 64; {
 		n := int(binary.BigEndian.Uint16(rest)) % 2000
@@ -66,6 +75,15 @@ func fuzzArbitrary(t *testing.T, data []byte) {
 		rest = rest[n:]
 		if fixCsum && len(p) >= 20 && p[0] == 0x45 {
 			fixIPv4Checksum(p)
+		}
+		if l2 {
+			et := []byte{0x08, 0x06}
+			if len(p) > 0 && p[0]>>4 == 4 {
+				et = []byte{0x08, 0x00}
+			} else if len(p) > 0 && p[0]>>4 == 6 {
+				et = []byte{0x86, 0xdd}
+			}
+			p = append(append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, byte(n % 3)}, et...), p...)
 		}
 		pkts = append(pkts, p)
 	}
@@ -84,6 +102,12 @@ func fuzzArbitrary(t *testing.T, data []byte) {
 				t.Fatalf("packet %d passed with a zero header but changed", o.idx)
 			}
 			continue
+		}
+		if l2 {
+			if o.hdr.CsumStart < 14 || o.hdr.HdrLen < 14 {
+				t.Fatalf("packet %d: offsets inside the MAC header (%v)", o.idx, o.hdr)
+			}
+			o.pkt, o.hdr.CsumStart, o.hdr.HdrLen = o.pkt[14:], o.hdr.CsumStart-14, o.hdr.HdrLen-14
 		}
 		if err := checkMerged(o, e.maxSize); err != nil {
 			t.Fatalf("packet %d: %v (%v)", o.idx, err, o.hdr)

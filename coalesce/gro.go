@@ -10,7 +10,23 @@ import (
 func (e *Engine) receive(i int) {
 	e.cur, e.valid[i] = i, false
 	var p packet
-	if r, ok := e.parse(e.bufs[i][e.offset:], &p); !ok {
+	if l2 := e.opt.L2Len; l2 > 0 {
+		b := e.bufs[i][e.offset:]
+		if len(b) < l2 {
+			e.pass(i, PassTruncated)
+			return
+		}
+		t := binary.BigEndian.Uint16(b[l2-2:])
+		if t != etherTypeIPv4 && t != etherTypeIPv6 {
+			e.pass(i, PassNotIPEtherType)
+			return
+		}
+		if len(b) > l2 && (b[l2]>>4 == 4) != (t == etherTypeIPv4) {
+			e.pass(i, PassNotIP)
+			return
+		}
+	}
+	if r, ok := e.parse(e.bufs[i][e.ip:], &p); !ok {
 		e.pass(i, r)
 		return
 	}
@@ -28,13 +44,25 @@ func (e *Engine) receive(i int) {
 func (e *Engine) lookup(p *packet) int {
 	for k, h := range e.hashes {
 		if h == p.hash {
-			if f := &e.held[k]; sameFlow(f, e.bufs[f.idx][e.offset:], p) {
+			if f := &e.held[k]; sameFlow(f, e.bufs[f.idx][e.ip:], p) && e.sameL2(f.idx) {
 				return k
 			}
 		}
 	}
 	return -1
 }
+
+// sameL2 is compare_ether_header in gro_list_prepare: the held packet
+// idx and the current one have the same link-layer header.
+func (e *Engine) sameL2(idx int) bool {
+	return e.opt.L2Len == 0 || string(e.bufs[idx][e.offset:e.ip]) == string(e.bufs[e.cur][e.offset:e.ip])
+}
+
+// EtherTypes of the IP packets GRO looks into.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+)
 
 // tcpReceive is tcp_gro_receive, with dev_gro_receive's handling of its
 // result: complete the held packet (pp), hold the new one, or hand it on.
@@ -73,7 +101,7 @@ func (e *Engine) tcpReceive(i, k int, p *packet) {
 		return
 	}
 	f := &e.held[k]
-	h := e.bufs[f.idx][e.offset:]
+	h := e.bufs[f.idx][e.ip:]
 	th2 := h[f.l4:]
 
 	why := FlushReason(0)
@@ -168,7 +196,7 @@ func (e *Engine) udpReceive(i, k int, p *packet) {
 		return
 	}
 	f := &e.held[k]
-	h := e.bufs[f.idx][e.offset:]
+	h := e.bufs[f.idx][e.ip:]
 	why, ok := e.networkFlush(f, h, p.b)
 	merged := false
 	switch {
@@ -248,7 +276,7 @@ func (e *Engine) merge(f *flow, i int, p *packet, why *FlushReason) bool {
 		f.last = int32(i)
 	} else {
 		dst := e.bufs[f.idx]
-		start := e.offset + f.ipLen
+		start := e.ip + f.ipLen
 		end := start + p.payload
 		if end > cap(dst) {
 			*why = FlushNoRoom
@@ -259,7 +287,7 @@ func (e *Engine) merge(f *flow, i int, p *packet, why *FlushReason) bool {
 		e.bufs[f.idx] = dst
 		if !f.udp {
 			// tcp_flag_word(th2) |= flags & (TCP_FLAG_FIN | TCP_FLAG_PSH)
-			dst[e.offset+f.l4+13] |= p.b[p.l4+13] & (flagFIN | flagPSH)
+			dst[e.ip+f.l4+13] |= p.b[p.l4+13] & (flagFIN | flagPSH)
 		}
 	}
 	f.ipLen += p.payload
@@ -352,7 +380,7 @@ func (e *Engine) finish(f *flow, r FlushReason) {
 	e.stats.PacketsOut++
 
 	buf := e.bufs[f.idx]
-	h := buf[e.offset:]
+	h := buf[e.ip:]
 	var proto uint8 = protoTCP
 	if f.udp {
 		proto = protoUDP
@@ -367,11 +395,13 @@ func (e *Engine) finish(f *flow, r FlushReason) {
 		binary.BigEndian.PutUint16(h[10:], csumReplace2(sum, old, uint16(f.ipLen)))
 	}
 	l4len := f.ipLen - f.l4
+	// On a TAP device the offsets count from the Ethernet header.
+	l2 := e.opt.L2Len
 	hdr := virtio.Hdr{
 		Flags:      virtio.FlagNeedsCsum,
-		HdrLen:     uint16(f.l4 + f.thlen),
+		HdrLen:     uint16(l2 + f.l4 + f.thlen),
 		GSOSize:    uint16(f.gsoSize),
-		CsumStart:  uint16(f.l4),
+		CsumStart:  uint16(l2 + f.l4),
 		CsumOffset: 16,
 	}
 	// th->check = ~tcp_v4_check(len, saddr, daddr, 0): the pseudo-header

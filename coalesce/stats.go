@@ -58,12 +58,18 @@ const (
 	// segment, so it cannot be a merge head (vnic's own rule: merging is in
 	// place).
 	PassNoRoom
+	// PassNotIPEtherType: an Ethernet frame (Options.L2Len) that does not
+	// carry IPv4 or IPv6 right behind its header: ARP, a VLAN tag (this
+	// kernel has no 8021q, hence no vlan_gro_receive), anything
+	// dev_gro_receive finds no packet_offload for.
+	PassNotIPEtherType
 	numPassReasons
 )
 
 var passNames = [numPassReasons]string{
 	PassDisabled:        "disabled",
 	PassNotIP:           "not_ip",
+	PassNotIPEtherType:  "not_ip_ethertype",
 	PassTruncated:       "truncated",
 	PassNotTCPUDP:       "not_tcp_udp",
 	PassUDPOff:          "udp_gro_off",
