@@ -65,19 +65,16 @@ func (c *cutter) cut(h virtio.Hdr, frame []byte, out [][]byte) (_ [][]byte, full
 	if l2 == 0 {
 		return out, false, drop.EtherShort
 	}
+	if h.Flags&virtio.FlagNeedsCsum != 0 && int(h.CsumStart) < l2 {
+		return out, false, drop.CsumOffsets
+	}
 	hh := h
 	hh.HdrLen = 0 // the kernel's is skb_headlen: never trusted, recomputed
-	if h.Flags&virtio.FlagNeedsCsum != 0 {
-		if int(h.CsumStart) < l2 {
-			return out, false, drop.CsumOffsets
-		}
-		hh.CsumStart -= uint16(l2)
-	}
-	plan, err := segment.NewPlan(hh, frame[l2:], segment.Options{})
+	plan, err := segment.NewPlan(hh, frame, segment.Options{L2Len: l2})
 	if err != nil {
 		return out, false, segment.Reason(err)
 	}
-	k, size := plan.Segments(), l2+plan.MaxSize()
+	k, size := plan.Segments(), plan.MaxSize()
 	if c.arena == nil {
 		c.arena = make([]byte, arenaSize)
 	}
@@ -91,14 +88,12 @@ func (c *cutter) cut(h virtio.Hdr, frame []byte, out [][]byte) (_ [][]byte, full
 	for i := range bufs {
 		bufs[i] = c.arena[c.used+i*size : c.used+(i+1)*size]
 	}
-	n, err := plan.Cut(bufs, c.sizes, l2)
+	n, err := plan.Cut(bufs, c.sizes, 0)
 	if err != nil {
 		return out, false, segment.Reason(err)
 	}
 	for i := range n {
-		b := bufs[i][:l2+c.sizes[i]]
-		copy(b, frame[:l2])
-		out = append(out, b)
+		out = append(out, bufs[i][:c.sizes[i]])
 	}
 	c.used += k * size
 	clear(bufs)
