@@ -16,15 +16,16 @@ func (e *vnicEngine) leavePartial(h virtio.Hdr, wp []byte) {
 	if !e.noCsum.Load() || h.Flags&virtio.FlagNeedsCsum == 0 {
 		return
 	}
+	l2, ip, ok := e.l2(wp)
 	cs, co := int(h.CsumStart), int(h.CsumOffset)
-	if cs+co+2 > len(wp) {
+	if !ok || !ip || cs < l2 || cs+co+2 > len(wp) {
 		return
 	}
-	p, err := packet.Parse(wp)
+	p, err := packet.Parse(wp[l2:])
 	if err != nil {
 		return
 	}
-	binary.BigEndian.PutUint16(wp[cs+co:], packet.PseudoSum(wp, p.Proto, len(wp)-cs))
+	binary.BigEndian.PutUint16(wp[cs+co:], packet.PseudoSum(wp[l2:], p.Proto, len(wp)-cs))
 }
 
 // cutTCP is the forcedeth NIC's TSO (a hardware MTU below the MTU) for a

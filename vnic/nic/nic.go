@@ -197,7 +197,10 @@ func (n *NIC) SetModel(m Model) error {
 func (n *NIC) Stats() Stats {
 	s := n.st.snapshot()
 	o := n.Options()
-	s.Name, s.Netns, s.Engine, s.Model = o.Name, o.Netns, o.Engine, o.Model
+	s.Name, s.Netns, s.Engine, s.Model, s.Mode = o.Name, o.Netns, o.Engine, o.Model, o.Mode
+	if o.MAC != nil {
+		s.MAC = o.MAC.String()
+	}
 	n.eng.fill(&s)
 	if n.kernel != nil {
 		if k, err := n.kernel(); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -20,9 +21,9 @@ import (
 // addresses, up) and starts following `ethtool -K NAME gro on|off`.
 // Nothing moves until Connect and Start.
 //
-// Equivalent to: ip tuntap add NAME mode tun vnet_hdr; ip link set NAME
-// mtu M txqueuelen Q; ip addr add A dev NAME; ip link set NAME up — plus
-// the NIC behind it.
+// Equivalent to: ip tuntap add NAME mode tun|tap vnet_hdr; [ip link set
+// NAME address MAC;] ip link set NAME mtu M txqueuelen Q; ip addr add A dev
+// NAME; ip link set NAME up — plus the NIC behind it.
 func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 	if err := opt.Normalize(); err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 			}
 			dev, offloads = d, "negotiated by wireguard-go"
 		default:
-			d, err := tundev.Open(tundev.Config{Name: opt.Name, Offloads: tundev.All, Logger: log})
+			d, err := tundev.Open(tundev.Config{Name: opt.Name, Offloads: tundev.All, TAP: opt.Mode == ModeTAP, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -67,6 +68,12 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if opt.Mode == ModeTAP {
+		if err := setMAC(h, opt.Name, opt.MAC); err != nil {
+			h.Close()
+			return nil, err
+		}
+	}
 	if err := nsutil.ConfigureLink(h, opt.Name, nsutil.LinkConfig{MTU: opt.MTU, Addrs: opt.Addrs, Up: true, TxQueueLen: opt.TxQueueLen}); err != nil {
 		h.Close()
 		return nil, err
@@ -89,7 +96,11 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 	if err := n.followGRO(ctx); err != nil {
 		log.Warn("cannot follow ethtool -K gro; GRO stays on", "err", err)
 	}
-	log.Info("NIC device created", "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
+	if opt.Mode == ModeTAP {
+		log.Info("NIC device created", "mode", opt.Mode, "mac", opt.MAC, "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
+	} else {
+		log.Info("NIC device created", "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
+	}
 	if opt.Engine == EngineWireGuard {
 		log.Info("the wireguard engine splits and coalesces inside wireguard-go: host-tx and host-rx are neither counted nor recorded (the wire is)")
 	}
@@ -142,4 +153,18 @@ func linkStats(h *netlink.Handle, name string) (*Kernel, error) {
 	}
 	return &Kernel{TXPackets: s.TxPackets, TXBytes: s.TxBytes, TXDropped: s.TxDropped, TXErrors: s.TxErrors,
 		RXPackets: s.RxPackets, RXBytes: s.RxBytes, RXDropped: s.RxDropped, RXErrors: s.RxErrors}, nil
+}
+
+// setMAC gives a TAP its hardware address, before it comes up.
+//
+// Equivalent to: ip link set NAME address MAC
+func setMAC(h *netlink.Handle, name string, mac net.HardwareAddr) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := h.LinkSetHardwareAddr(l, mac); err != nil {
+		return fmt.Errorf("ip link set %s address %v: %w", name, mac, err)
+	}
+	return nil
 }

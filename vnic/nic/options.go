@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -88,6 +89,12 @@ type Options struct {
 	// (/proc/PID/ns/net, /run/netns/NAME). It must exist; "" is the
 	// caller's namespace.
 	Netns string
+	// Mode is ModeTUN (default: an IP interface) or ModeTAP (an Ethernet
+	// interface with a MAC address).
+	Mode Mode
+	// MAC is a TAP NIC's hardware address (default DefaultMAC(Netns,
+	// Name)); a unicast address. Only with ModeTAP.
+	MAC net.HardwareAddr
 	// Addrs are the interface's addresses with their prefixes.
 	Addrs []netip.Prefix
 	// MTU is the interface MTU (default 1500), also the wire's.
@@ -139,6 +146,23 @@ func (o *Options) Normalize() error {
 	if err := ValidName(o.Name); err != nil {
 		return err
 	}
+	switch o.Mode {
+	case "":
+		o.Mode = ModeTUN
+	case ModeTUN, ModeTAP:
+	default:
+		return ConfigError("mode %q: use %q (an IP interface) or %q (an Ethernet interface)", o.Mode, ModeTUN, ModeTAP)
+	}
+	if o.Mode == ModeTAP {
+		if o.MAC == nil {
+			o.MAC = DefaultMAC(o.Netns, o.Name)
+		}
+		if len(o.MAC) != 6 || o.MAC[0]&1 != 0 || string(o.MAC) == "\x00\x00\x00\x00\x00\x00" {
+			return ConfigError("MAC %v: give a unicast Ethernet address, e.g. 02:00:00:00:00:01 (the first byte even; 02 marks it locally administered)", o.MAC)
+		}
+	} else if o.MAC != nil {
+		return ConfigError("MAC %v: a TUN NIC has no MAC address; add --mode tap", o.MAC)
+	}
 	if o.MTU == 0 {
 		o.MTU = DefaultMTU
 	}
@@ -175,6 +199,9 @@ func (o *Options) Normalize() error {
 		o.Engine = EngineVNIC
 	case EngineVNIC:
 	case EngineWireGuard:
+		if o.Mode == ModeTAP {
+			return ConfigError("engine %q has no TAP mode (wireguard-go's tun package is IP only): use --mode tun or --engine vnic", o.Engine)
+		}
 		if o.HWMTU != o.MTU || o.Model != ModelStandard {
 			return ConfigError("engine %q has no hardware MTU or NIC model: leave the hardware MTU and the model unset", o.Engine)
 		}

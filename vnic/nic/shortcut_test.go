@@ -75,7 +75,7 @@ func TestShortcutIsSegmentThenGRO(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
-		eligible := pp[0].a.eng.(*vnicEngine).shortcut(pp[0].b.eng.(*vnicEngine), h, b, &plan)
+		eligible := pp[0].a.eng.(*vnicEngine).shortcut(pp[0].b.eng.(*vnicEngine), h, b, 0, &plan)
 		via := func(q *pair, off bool) ([][]byte, Stats, Stats) {
 			noShortcut = off
 			defer func() { noShortcut = false }()

@@ -71,6 +71,9 @@ type Stats struct {
 	Netns  string `json:"netns,omitempty"`
 	Engine Engine `json:"engine"`
 	Model  Model  `json:"model"`
+	// Mode is tun or tap; MAC a TAP NIC's address.
+	Mode Mode   `json:"mode"`
+	MAC  string `json:"mac,omitempty"`
 	// GRO is the interface's current `ethtool -k` generic-receive-offload,
 	// as the NIC follows it.
 	GRO bool `json:"gro"`

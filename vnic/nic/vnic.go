@@ -17,9 +17,10 @@ import (
 	"vnic/vnic/virtio"
 )
 
-// maxFrame is the largest frame a TUN with IFF_VNET_HDR hands over: the
-// header and a 64 KiB IP packet.
-const maxFrame = virtio.Size + 65535
+// maxFrame is the largest frame a TUN or TAP with IFF_VNET_HDR hands
+// over: the header, a 64 KiB IP packet and, on a TAP, its Ethernet header
+// (VLAN tags included).
+const maxFrame = virtio.Size + maxL2 + 65535
 
 // rxSlots is the size of a receive batch (one NAPI poll): about three
 // 64 KiB super-packets of 1448-byte segments.
@@ -38,6 +39,7 @@ const txFramesMin = 4
 type vnicEngine struct {
 	n     *NIC
 	hwMTU int
+	tap   bool // ModeTAP: Ethernet frames (tap.go)
 	// the NIC model (SetModel)
 	passthrough atomic.Bool // ModelTSOPassthrough
 	noCsum      atomic.Bool // ModelNoCsum
@@ -99,11 +101,20 @@ type vnicEngine struct {
 	// pass are frames a direct wire's sender handed over whole
 	// (passWhole), waiting to be written into the host.
 	pass [][]byte
+	// rxOne is a batch of one frame that is not IP, from a gVisor stack
+	// (output).
+	rxOne [1][]byte
 }
 
 func newVNICEngine(n *NIC) *vnicEngine {
 	o := &n.opt
-	e := &vnicEngine{n: n, hwMTU: o.HWMTU, txMTU: o.MTU}
+	e := &vnicEngine{n: n, hwMTU: o.HWMTU, txMTU: o.MTU, tap: o.Mode == ModeTAP}
+	l2 := 0
+	if e.tap {
+		// Wire buffers hold the Ethernet header too.
+		e.txMTU += maxL2
+		l2 = ethHeader
+	}
 	e.txOpt = segment.Options{MaxPacket: o.HWMTU}
 	// Frame buffers are added as reads fill them (growFrames): an idle
 	// NIC holds txFramesMin of them, a busy one up to the batch.
@@ -117,7 +128,7 @@ func newVNICEngine(n *NIC) *vnicEngine {
 
 	e.rxCsum.Store(!o.NoRxCsum)
 	e.markOn = !o.NoRxCsum
-	e.gro = coalesce.New(coalesce.Options{UDP: true, MarkValid: e.markOn})
+	e.gro = coalesce.New(coalesce.Options{UDP: true, MarkValid: e.markOn, L2Len: l2})
 	e.groOn.Store(true)
 	e.groWasOn = true
 	e.rxOut = make([][]byte, rxSlots)
@@ -217,22 +228,32 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 		return
 	}
 	pkt := frame[virtio.Size:]
+	l2, ip, ok := e.l2(pkt)
+	if !ok {
+		e.txDrops.Add(drop.EtherShort)
+		return
+	}
 	e.txHost.add(len(pkt))
 	if h.GSOType != virtio.GSONone {
 		e.txSuper++
 	}
 	id := e.n.opt.Capture.HostTX(now, h, pkt)
+	if !ip {
+		e.transmitRaw(h, pkt, id, now)
+		return
+	}
 	if e.passthrough.Load() && h.GSOType != virtio.GSONone {
 		e.transmitWhole(h, pkt, id, now)
 		return
 	}
-	if h.GSOType == virtio.GSONone && len(pkt) > e.hwMTU {
-		h = cutTCP(h, pkt, e.hwMTU)
+	if h.GSOType == virtio.GSONone && len(pkt)-l2 > e.hwMTU {
+		h = cutTCP(h, pkt[l2:], e.hwMTU)
 	}
 	// checked: the checksum of every packet cut from this frame is one
 	// this NIC computes (or leaves partial for the far NIC to complete).
 	checked := h.Flags&virtio.FlagNeedsCsum != 0 && !e.noCsum.Load()
 	opt := e.txOpt
+	opt.L2Len = l2
 	var partial uint16
 	d := e.direct
 	if d != nil && checked && e.n.opt.Capture == nil && d.n.opt.Capture == nil &&
@@ -253,7 +274,7 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 		return
 	}
 	if d != nil {
-		if e.shortcut(d, h, pkt, &plan) {
+		if e.shortcut(d, h, pkt, l2, &plan) {
 			d.passWhole(frame, h, &plan, e, now)
 			return
 		}
@@ -312,7 +333,7 @@ var noShortcut bool
 // options or IPv6 without extension headers, a standard model on this
 // NIC, and GRO on at d. What the shortcut skips is counted as if done
 // (the wire packets, the merge).
-func (e *vnicEngine) shortcut(d *vnicEngine, h virtio.Hdr, pkt []byte, plan *segment.Plan) bool {
+func (e *vnicEngine) shortcut(d *vnicEngine, h virtio.Hdr, pkt []byte, l2 int, plan *segment.Plan) bool {
 	if h.Flags&virtio.FlagNeedsCsum == 0 || h.GSOType&virtio.GSOECN != 0 ||
 		(h.GSOType != virtio.GSOTCPv4 && h.GSOType != virtio.GSOTCPv6) {
 		return false
@@ -325,7 +346,7 @@ func (e *vnicEngine) shortcut(d *vnicEngine, h virtio.Hdr, pkt []byte, plan *seg
 		return false
 	}
 	l4 := int(h.CsumStart)
-	if h.GSOType == virtio.GSOTCPv4 && l4 != packet.IPv4MinHeader || h.GSOType == virtio.GSOTCPv6 && l4 != packet.IPv6Header {
+	if h.GSOType == virtio.GSOTCPv4 && l4-l2 != packet.IPv4MinHeader || h.GSOType == virtio.GSOTCPv6 && l4-l2 != packet.IPv6Header {
 		return false
 	}
 	if hdrLen > len(pkt) || l4+14 > len(pkt) {
@@ -588,7 +609,12 @@ func (e *vnicEngine) copyIn(pkts [][]byte, partial uint16, checked bool, now tim
 func (e *vnicEngine) admitRX(now time.Time, wp []byte) bool {
 	e.rxWire.add(len(wp))
 	e.n.opt.Capture.Wire(now, capture.In, wp, capture.Origin{})
-	if len(wp) > e.hwMTU {
+	l2, _, ok := e.l2(wp)
+	if !ok {
+		e.rxDrops.Add(drop.EtherShort)
+		return false
+	}
+	if len(wp)-l2 > e.hwMTU {
 		e.rxDrops.Add(drop.RXExceedsHWMTU)
 		return false
 	}
@@ -610,7 +636,19 @@ func (e *vnicEngine) output(pkts []glink.Packet, checked bool) {
 	now := time.Now()
 	for i := range pkts {
 		p := &pkts[i]
-		plan, err := segment.NewPlan(p.Hdr, p.Data, segment.Options{})
+		l2, ip, ok := e.l2(p.Data)
+		if !ok {
+			e.farDrops.Add(drop.EtherShort)
+			continue
+		}
+		if !ip {
+			// ARP and the like from an Ethernet peer: as they are.
+			e.rxOne[0] = p.Data
+			e.copyIn(e.rxOne[:], 0, checked, now)
+			e.rxOne[0] = nil
+			continue
+		}
+		plan, err := segment.NewPlan(p.Hdr, p.Data, segment.Options{L2Len: l2})
 		if err != nil {
 			e.farDrops.Add(segment.Reason(err))
 			continue
