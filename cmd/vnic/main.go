@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vnic/vnic/daemon"
+	"vnic/vnic/drop"
 	"vnic/vnic/nic"
 )
 
@@ -59,6 +61,8 @@ func newRoot() *cobra.Command {
 type upFlags struct {
 	cfg      daemon.Config
 	engine   string
+	mode     string
+	mac      string
 	addrs    []string
 	peers    []string
 	logLevel string
@@ -81,6 +85,20 @@ The far end of the wire (--wire):
   netns:B   a second vnic NIC, same name, in namespace B with the --peer
             addresses: a pair of offloading NICs, like a veth pair whose
             wire is vnic's (run iperf3 -s in B, iperf3 -c in --netns).
+  dev:IF    (--mode tap) an existing interface IF in the namespace vnic up
+            runs in — one end of a veth pair whose other end is in a bridge,
+            a physical NIC: the NIC's wire-size frames go out and come in
+            through an AF_PACKET socket on it. GRO/LRO on IF are switched off
+            while vnic runs and restored on exit (logged).
+  vxlan:REMOTE[,vni=N][,port=P][,local=ADDR]
+            (--mode tap) a VXLAN tunnel (UDP 4789 by default, vni 1) from
+            vnic up's namespace to REMOTE: interoperates with
+            ip link add vx0 type vxlan id N remote ADDR dstport 4789 there.
+
+--mode tap makes the NIC an Ethernet interface (a TAP device) with a MAC
+address (--mac, default a stable local address derived from the name): the
+kernel does ARP and neighbour discovery itself, tcpdump -e shows Ethernet
+headers. Every far end works with it.
 
 Namespaces: --netns and netns:B take a name (as ip netns knows it) or a path
 to a namespace file (/proc/PID/ns/net, /run/netns/NAME, a container's netns).
@@ -96,7 +114,10 @@ It needs root: run it with sudo.`,
   ip netns exec b iperf3 -s -D; ip netns exec a iperf3 -c 198.18.0.2
   vnic up --netns /proc/$(pidof myapp)/ns/net --wire netns:far   # into a running container's namespace
   vnic up --netns lab --pcap /tmp/vnic.pcapng   # record host-tx, wire and host-rx
-  vnic up --netns lab --pcap /tmp/vnic.pcapng --snaplen 128   # headers only: far cheaper at full speed`,
+  vnic up --netns lab --pcap /tmp/vnic.pcapng --snaplen 128   # headers only: far cheaper at full speed
+  ip link add v1 type veth peer name v2; ip link set v2 master br0 up
+  vnic up --netns c1 --mode tap --wire dev:v1 --addr 198.18.1.10/24   # a NIC on bridge br0
+  vnic up --netns n1 --mode tap --wire vxlan:192.0.2.7,vni=42 --addr 198.18.2.1/24   # VXLAN to another machine`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.parse(); err != nil {
@@ -110,7 +131,9 @@ It needs root: run it with sudo.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.cfg.Name, "name", "vnic0", "interface name")
 	fl.StringVar(&f.cfg.Netns, "netns", "", "network namespace for the interface: a name (created if missing; removed on exit only if vnic created it and no other vnic daemon uses it) or a path such as /proc/PID/ns/net (never created or removed)")
-	fl.StringVar(&f.cfg.Wire, "wire", "peer", "the far end of the wire: peer (the gVisor host) or netns:B (a second vnic NIC in namespace B, a name or a path)")
+	fl.StringVar(&f.cfg.Wire, "wire", "peer", "the far end of the wire: peer (the gVisor host), netns:B (a second vnic NIC in namespace B, a name or a path), dev:IFNAME or vxlan:REMOTE[,vni=N][,port=P][,local=ADDR] (with --mode tap)")
+	fl.StringVar(&f.mode, "mode", "tun", "tun (an IP interface) or tap (an Ethernet interface with a MAC address; needed for --wire dev: and vxlan:)")
+	fl.StringVar(&f.mac, "mac", "", "with --mode tap: the NIC's MAC address (default: a stable locally administered address derived from --netns and --name)")
 	fl.StringSliceVar(&f.addrs, "addr", nil, "interface address with prefix, repeatable (default 198.18.0.1/15 and fd00::1/64)")
 	fl.StringSliceVar(&f.peers, "peer", nil, "the far end's address (the gVisor peer's or the far NIC's), repeatable (default: the next address in each subnet)")
 	fl.IntVar(&f.cfg.MTU, "mtu", 1500, "interface (and wire) MTU")
@@ -132,6 +155,14 @@ func (f *upFlags) parse() error {
 	}
 	f.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	f.cfg.Engine = nic.Engine(f.engine)
+	f.cfg.Mode = nic.Mode(f.mode)
+	if f.mac != "" {
+		mac, err := net.ParseMAC(f.mac)
+		if err != nil {
+			return fmt.Errorf("--mac %q: want an Ethernet address such as 02:00:00:00:00:01", f.mac)
+		}
+		f.cfg.MAC = mac
+	}
 	if f.cfg.Snaplen < 0 {
 		return fmt.Errorf("--snaplen %d: give the number of bytes to record of each packet (e.g. 128 for the headers), or 0 for whole packets", f.cfg.Snaplen)
 	}
@@ -221,8 +252,33 @@ func printStats(s daemon.Stats) {
 			fmt.Printf("  gVisor     %s\n", strings.Join(errs, ", "))
 		}
 	}
+	if w := s.Dev; w != nil {
+		fmt.Printf("wire dev:%s (AF_PACKET)\n  out %d frames %d bytes in %d sendmmsg; in %d frames %d bytes in %d recvmmsg (%d super-packets cut, %d checksums completed)\n",
+			w.Dev, w.OutPackets, w.OutBytes, w.SendCalls, w.InPackets, w.InBytes, w.RecvCalls, w.InSuper, w.InCsum)
+		if len(w.Switched) > 0 {
+			fmt.Printf("  switched off while running: %s\n", strings.Join(w.Switched, ", "))
+		}
+		printWireDrops(w.Drops)
+	}
+	if w := s.VXLAN; w != nil {
+		fmt.Printf("wire vxlan:%s vni %d port %d (underlay %s, MTU %d; needs %d)\n  out %d frames %d bytes in %d sendmmsg (%d UDP GSO sends); in %d frames %d bytes in %d recvmmsg (%d UDP GRO runs)\n",
+			w.Remote, w.VNI, w.Port, w.Underlay.Dev, w.Underlay.MTU, w.Underlay.Need, w.OutPackets, w.OutBytes, w.SendCalls, w.GSOSends, w.InPackets, w.InBytes, w.RecvCalls, w.GRORecvs)
+		printWireDrops(w.Drops)
+	}
 	if s.Capture != nil {
 		fmt.Printf("pcap\n  %d written, %d dropped (writer behind)\n", s.Capture.Written, s.Capture.Dropped)
+	}
+}
+
+// printWireDrops prints a far end's drops by place and reason.
+func printWireDrops(ds []drop.Entry) {
+	if len(ds) == 0 {
+		fmt.Println("  drops     none")
+		return
+	}
+	fmt.Println("  drops")
+	for _, d := range ds {
+		fmt.Printf("    %-11s %-24s %d\n", d.Place, d.Reason, d.Packets)
 	}
 }
 
@@ -237,7 +293,11 @@ func printNIC(s nic.Stats) {
 	if !s.GRO {
 		gro = "off"
 	}
-	fmt.Printf("%s%s  engine %s  model %s  gro %s\n", s.Name, ns, s.Engine, s.Model, gro)
+	mode := ""
+	if s.Mode == nic.ModeTAP {
+		mode = "  tap " + s.MAC
+	}
+	fmt.Printf("%s%s%s  engine %s  model %s  gro %s\n", s.Name, ns, mode, s.Engine, s.Model, gro)
 	row := func(name string, c daemon.Counter, extra string) {
 		fmt.Printf("  %-9s %10d pkts %14d bytes  %s\n", name, c.Packets, c.Bytes, extra)
 	}

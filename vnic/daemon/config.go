@@ -3,12 +3,15 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
+	"vnic/vnic/vxlan"
 )
 
 // Engines: who does the NIC's work (nic.Engine).
@@ -24,6 +27,18 @@ const (
 	// WireNetnsPrefix introduces a second vnic NIC in another namespace:
 	// "netns:B" (a name, created if missing, or a path).
 	WireNetnsPrefix = "netns:"
+	// WireDevPrefix introduces an existing Linux interface in the
+	// daemon's namespace as the wire (a TAP NIC only): "dev:IFNAME".
+	WireDevPrefix = "dev:"
+	// WireVXLANPrefix introduces a VXLAN tunnel from the daemon's
+	// namespace (a TAP NIC only): "vxlan:REMOTE[,vni=N][,port=P][,local=ADDR]".
+	WireVXLANPrefix = "vxlan:"
+)
+
+// Modes of the NIC (Config.Mode).
+const (
+	ModeTUN = nic.ModeTUN
+	ModeTAP = nic.ModeTAP
 )
 
 // DefaultAddrs are the default addresses: the first of 198.18.0.0/15
@@ -53,8 +68,19 @@ type Config struct {
 	Netns string
 	// Wire is the far end of the NIC's wire: "peer" (default), the gVisor
 	// peer host; or "netns:B", a second vnic NIC in namespace B (a name or
-	// a path, handled as Netns is) with the Peer addresses.
+	// a path, handled as Netns is) with the Peer addresses; and for a TAP
+	// NIC "dev:IFNAME", an existing interface in the daemon's own
+	// namespace (package afpacket), or
+	// "vxlan:REMOTE[,vni=N][,port=P][,local=ADDR]", a VXLAN tunnel from a
+	// UDP socket in the daemon's namespace to REMOTE (package vxlan).
 	Wire string
+	// Mode is ModeTUN (default, an IP interface) or ModeTAP (an Ethernet
+	// interface: a TAP device with a MAC address).
+	Mode nic.Mode
+	// MAC is a TAP NIC's hardware address (default: derived from Netns and
+	// Name, nic.DefaultMAC). The far NIC of a netns: wire always gets its
+	// own derived address.
+	MAC net.HardwareAddr
 	// Addrs are the interface's addresses with their prefixes (default
 	// 198.18.0.1/15 and fd00::1/64).
 	Addrs []netip.Prefix
@@ -93,6 +119,10 @@ type Config struct {
 
 	// farNetns is B of a "netns:B" wire.
 	farNetns string
+	// dev is IFNAME of a "dev:IFNAME" wire.
+	dev string
+	// vxlan is the configuration of a "vxlan:" wire.
+	vxlan *vxlan.Config
 }
 
 // RunDir holds the control sockets and namespace ownership marks.
@@ -117,6 +147,54 @@ func ControlPath(netns, name string) string {
 
 // FarNetns returns B of a "netns:B" wire ("" for the peer).
 func (c *Config) FarNetns() string { return c.farNetns }
+
+// Dev returns IFNAME of a "dev:IFNAME" wire ("" for any other).
+func (c *Config) Dev() string { return c.dev }
+
+// VXLAN returns the configuration of a "vxlan:" wire (nil for any
+// other).
+func (c *Config) VXLAN() *vxlan.Config { return c.vxlan }
+
+// ParseVXLAN parses the part of a --wire vxlan: after the prefix:
+// REMOTE[,vni=N][,port=P][,local=ADDR].
+func ParseVXLAN(s string) (*vxlan.Config, error) {
+	const use = "use vxlan:REMOTE[,vni=N][,port=P][,local=ADDR], e.g. vxlan:198.19.0.2,vni=42"
+	parts := strings.Split(s, ",")
+	remote, err := netip.ParseAddr(strings.TrimSpace(parts[0]))
+	if err != nil {
+		return nil, cfgErr("--wire vxlan:%s: REMOTE %q is not an IP address; %s", s, parts[0], use)
+	}
+	c := &vxlan.Config{Remote: remote}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok {
+			return nil, cfgErr("--wire vxlan:%s: %q is not KEY=VALUE; %s", s, kv, use)
+		}
+		switch k {
+		case "vni":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 || n > vxlan.MaxVNI {
+				return nil, cfgErr("--wire vxlan:%s: vni=%s: a number from 1 to %d (Linux's `id`)", s, v, vxlan.MaxVNI)
+			}
+			c.VNI = uint32(n)
+		case "port":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || n == 0 {
+				return nil, cfgErr("--wire vxlan:%s: port=%s: a UDP port from 1 to 65535 (Linux's `dstport`; 4789 by default)", s, v)
+			}
+			c.Port = uint16(n)
+		case "local":
+			a, err := netip.ParseAddr(v)
+			if err != nil {
+				return nil, cfgErr("--wire vxlan:%s: local=%s is not an IP address", s, v)
+			}
+			c.Local = a
+		default:
+			return nil, cfgErr("--wire vxlan:%s: unknown option %q; %s", s, k, use)
+		}
+	}
+	return c, nil
+}
 
 // Normalize fills in defaults and checks the configuration, returning an
 // error that says what is wrong and what to do.
@@ -144,8 +222,35 @@ func (c *Config) Normalize() error {
 		if sameNetns(c.Netns, c.farNetns) {
 			return cfgErr("--wire %s: the far NIC must be in another namespace than --netns %q (both ends of a wire in one namespace would route locally, never over the wire)", c.Wire, c.Netns)
 		}
+	case strings.HasPrefix(c.Wire, WireDevPrefix):
+		c.dev = strings.TrimPrefix(c.Wire, WireDevPrefix)
+		if err := nic.ValidName(c.dev); err != nil {
+			return cfgErr("--wire %q: name an interface of this namespace, e.g. --wire dev:v1", c.Wire)
+		}
+	case strings.HasPrefix(c.Wire, WireVXLANPrefix):
+		v, err := ParseVXLAN(strings.TrimPrefix(c.Wire, WireVXLANPrefix))
+		if err != nil {
+			return err
+		}
+		c.vxlan = v
 	default:
-		return cfgErr("--wire %q: use peer (the gVisor peer host) or netns:NAME (a second vnic NIC in namespace NAME, or netns:/proc/PID/ns/net)", c.Wire)
+		return cfgErr("--wire %q: use peer (the gVisor peer host), netns:NAME (a second vnic NIC in namespace NAME, or netns:/proc/PID/ns/net), dev:IFNAME (an interface of this namespace; --mode tap) or vxlan:REMOTE[,vni=N][,port=P][,local=ADDR] (a VXLAN tunnel; --mode tap)", c.Wire)
+	}
+	switch c.Mode {
+	case "":
+		c.Mode = ModeTUN
+	case ModeTUN, ModeTAP:
+	default:
+		return cfgErr("--mode %q: use tun (an IP interface, the default) or tap (an Ethernet interface with a MAC address)", c.Mode)
+	}
+	if (c.dev != "" || c.vxlan != nil) && c.Mode != ModeTAP {
+		return cfgErr("--wire %s carries Ethernet frames: add --mode tap", c.Wire)
+	}
+	if c.MAC != nil && c.Mode != ModeTAP {
+		return cfgErr("--mac %v: a TUN NIC has no MAC address; add --mode tap", c.MAC)
+	}
+	if (c.dev != "" || c.vxlan != nil) && len(c.Peer) > 0 {
+		return cfgErr("--peer has no meaning with --wire %s: the hosts on that wire have their own addresses (give the NIC its own with --addr)", c.Wire)
 	}
 	if len(c.Addrs) == 0 {
 		c.Addrs = DefaultAddrs
@@ -162,8 +267,14 @@ func (c *Config) Normalize() error {
 	if err := o.Normalize(); err != nil {
 		return err
 	}
-	c.MTU, c.HWMTU, c.Engine, c.Batch = o.MTU, o.HWMTU, o.Engine, o.Batch
-	if len(c.Peer) == 0 {
+	c.MTU, c.HWMTU, c.Engine, c.Batch, c.MAC = o.MTU, o.HWMTU, o.Engine, o.Batch, o.MAC
+	if c.vxlan != nil {
+		c.vxlan.MTU = c.MTU
+		if err := c.vxlan.Normalize(); err != nil {
+			return fmt.Errorf("%w: --wire %s: %w", ErrConfig, c.Wire, err)
+		}
+	}
+	if c.dev == "" && c.vxlan == nil && len(c.Peer) == 0 {
 		for _, a := range c.Addrs {
 			p := a.Addr().Next()
 			if !a.Contains(p) {
@@ -173,6 +284,9 @@ func (c *Config) Normalize() error {
 		}
 	}
 	for _, p := range c.Peer {
+		if c.dev != "" || c.vxlan != nil {
+			break
+		}
 		ok := false
 		for _, a := range c.Addrs {
 			if a.Contains(p) && p != a.Addr() {
@@ -231,7 +345,7 @@ func sameNetns(a, b string) bool {
 // nicOptions are the options of the daemon's (first) NIC.
 func (c *Config) nicOptions() nic.Options {
 	return nic.Options{Name: c.Name, Netns: c.Netns, Addrs: c.Addrs, MTU: c.MTU, HWMTU: c.HWMTU,
-		Engine: c.Engine, Batch: c.Batch, NoRxCsum: c.NoRxCsum, Logger: c.Logger}
+		Engine: c.Engine, Batch: c.Batch, NoRxCsum: c.NoRxCsum, Mode: c.Mode, MAC: c.MAC, Logger: c.Logger}
 }
 
 // farPrefixes returns the far end's addresses with the prefix of the

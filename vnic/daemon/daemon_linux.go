@@ -14,12 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"vnic/vnic/afpacket"
 	"vnic/vnic/capture"
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/peer"
+	"vnic/vnic/vxlan"
 )
 
 // Errors Run returns for a machine that cannot host a vnic, to be tested
@@ -38,6 +41,8 @@ type Daemon struct {
 	nic     *nic.NIC // the NIC in cfg.Netns
 	far     *nic.NIC // the far NIC of a netns: wire
 	peer    *peer.Peer
+	dev     *afpacket.Wire // a dev: wire
+	vx      *vxlan.Wire    // a vxlan: wire
 	pcap    *capture.Writer
 	ctl     net.Listener
 	netns   []*nsutil.Lease // the named namespaces this daemon uses
@@ -82,7 +87,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		names = []string{capName(cfg.Netns, "a", cfg.Name), capName(far, "b", cfg.Name)}
 	}
 	if cfg.Pcap != "" {
-		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: names, Snaplen: cfg.Snaplen, Logger: d.log})
+		co := capture.Options{Ifnames: names, Snaplen: cfg.Snaplen, Logger: d.log}
+		if cfg.Mode == ModeTAP {
+			co.LinkType = layers.LinkTypeEthernet
+		}
+		d.pcap, err = capture.Create(cfg.Pcap, co)
 		if err != nil {
 			return nil, fmt.Errorf("--pcap %s: %w", cfg.Pcap, err)
 		}
@@ -99,9 +108,29 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.closers = append(d.closers, d.closeNIC(d.nic))
 
-	if far != "" {
+	switch {
+	case cfg.Dev() != "":
+		// The interface lives in the daemon's own namespace.
+		if d.dev, err = afpacket.Open(afpacket.Config{Dev: cfg.Dev(), MTU: cfg.MTU, Logger: d.log}); err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, func() { _ = d.dev.Close() })
+		d.nic.Connect(d.dev)
+		d.dev.Start(d.nic)
+	case cfg.VXLAN() != nil:
+		vc := *cfg.VXLAN()
+		vc.Logger = d.log
+		// The underlay socket lives in the daemon's own namespace.
+		if d.vx, err = vxlan.Open(vc); err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, func() { _ = d.vx.Close() })
+		d.nic.Connect(d.vx)
+		d.vx.Start(d.nic)
+	case far != "":
 		fo := opt
 		fo.Netns, fo.Addrs, fo.Capture = far, cfg.farPrefixes(), d.pcap.NIC(names[1])
+		fo.MAC = nil // its own address, derived from its namespace
 		fo.Logger = cfg.Logger.With("end", "far")
 		if d.far, err = nic.Open(ctx, fo); err != nil {
 			return nil, withNetns(err, far)
@@ -109,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		d.closers = append(d.closers, d.closeNIC(d.far))
 		d.nic.Connect(d.far)
 		d.far.Connect(d.nic)
-	} else {
+	default:
 		gso := uint32(peer.MaxGSOSize)
 		if cfg.NoPeerGSO {
 			gso = 0
@@ -128,6 +157,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			// expensive step of an upload (profiled: 60% of the daemon's
 			// CPU at 1448 bytes a packet), and GRO halves it.
 			GRO: true,
+			MAC: peerMAC(cfg),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("starting the gVisor peer: %w", err)
@@ -143,9 +173,18 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			go func() { d.done <- <-n.Done() }()
 		}
 	}
-	d.log.Info("vnic up", "netns", cfg.Netns, "addrs", cfg.Addrs, "wire", cfg.Wire, "far", cfg.Peer, "mtu", cfg.MTU,
+	d.log.Info("vnic up", "netns", cfg.Netns, "mode", cfg.Mode, "addrs", cfg.Addrs, "wire", cfg.Wire, "far", cfg.Peer, "mtu", cfg.MTU,
 		"hw_mtu", cfg.HWMTU, "pcap", cfg.Pcap, "control", cfg.Control)
 	return d, nil
+}
+
+// peerMAC is the gVisor peer's hardware address on a TAP NIC's wire
+// (nil for a TUN's): derived like a NIC's, from the namespace and name.
+func peerMAC(cfg Config) net.HardwareAddr {
+	if cfg.Mode != ModeTAP {
+		return nil
+	}
+	return nic.DefaultMAC(cfg.Netns, "peer\x00"+cfg.Name)
 }
 
 // capName is a NIC's name in the capture of a netns: wire: its
@@ -232,6 +271,14 @@ func (d *Daemon) Stats() Stats {
 	if d.peer != nil {
 		p := d.peer.Stats()
 		s.Peer = &p
+	}
+	if d.dev != nil {
+		w := d.dev.Stats()
+		s.Dev = &w
+	}
+	if d.vx != nil {
+		w := d.vx.Stats()
+		s.VXLAN = &w
 	}
 	if d.pcap != nil {
 		c := d.pcap.Stats()

@@ -143,6 +143,9 @@ func startDaemon(t *testing.T, cfg daemon.Config) *testDaemon {
 	})
 	ns := uniqueNetns(t)
 	cfg.Netns = ns
+	if cfg.Mode == "" {
+		cfg.Mode = e2eMode // TestE2ETAPMode runs the TUN tests again as TAP
+	}
 	switch cfg.Pcap {
 	case "-":
 		cfg.Pcap = ""
@@ -186,6 +189,9 @@ func (d *testDaemon) records() []capture.Record {
 	recs, err := capture.ReadFile(d.pcap)
 	if err != nil {
 		d.t.Fatalf("reading the capture: %v", err)
+	}
+	if d.Config().Mode == daemon.ModeTAP {
+		recs = ipRecords(recs)
 	}
 	return recs
 }

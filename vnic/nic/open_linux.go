@@ -97,7 +97,7 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 		log.Warn("cannot follow ethtool -K gro; GRO stays on", "err", err)
 	}
 	if opt.Mode == ModeTAP {
-		log.Info("NIC device created", "mode", opt.Mode, "mac", opt.MAC, "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
+		log.Info("NIC device created", "mode", opt.Mode, "mac", opt.MAC.String(), "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
 	} else {
 		log.Info("NIC device created", "engine", opt.Engine, "offloads", offloads, "mtu", opt.MTU, "hw_mtu", opt.HWMTU, "model", opt.Model)
 	}
