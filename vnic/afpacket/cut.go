@@ -1,38 +1,22 @@
 package afpacket
 
 import (
-	"encoding/binary"
-
 	"vnic/segment"
 	"vnic/vnic/drop"
+	"vnic/vnic/packet"
 	"vnic/vnic/virtio"
 )
 
-// Ethernet sizes and types.
+// Ethernet sizes.
 const (
-	ethHeader = 14
-	vlanTag   = 4
-	ethTypeQ  = 0x8100 // 802.1Q
-	ethTypeAD = 0x88a8 // 802.1ad (QinQ outer tag)
+	ethHeader = packet.EthHeader
+	vlanTag   = packet.VLANTagLen
 )
 
 // l2Len returns the length of frame's Ethernet header with up to two VLAN
 // tags, or 0 if the frame is shorter than that.
 func l2Len(frame []byte) int {
-	n := ethHeader
-	for range 2 {
-		if len(frame) < n {
-			return 0
-		}
-		t := binary.BigEndian.Uint16(frame[n-2:])
-		if t != ethTypeQ && t != ethTypeAD {
-			break
-		}
-		n += vlanTag
-	}
-	if len(frame) < n {
-		return 0
-	}
+	n, _ := packet.EthernetHeader(frame)
 	return n
 }
 

@@ -19,6 +19,7 @@ import (
 	"vnic/vnic/drop"
 	"vnic/vnic/ethtool"
 	"vnic/vnic/mmsg"
+	"vnic/vnic/packet"
 	"vnic/vnic/virtio"
 )
 
@@ -470,7 +471,7 @@ func (w *Wire) vlan(i int) (tpid, tci uint16, ok bool) {
 			if a.Status&unix.TP_STATUS_VLAN_VALID == 0 {
 				return 0, 0, false
 			}
-			tpid = ethTypeQ
+			tpid = packet.EtherTypeQ
 			if a.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
 				tpid = a.Vlan_tpid
 			}

@@ -9,7 +9,6 @@ package daemon_test
 // 198.19.0.0/24 (l2test.NewUnderlay).
 
 import (
-	"encoding/binary"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"vnic/vnic/capture"
 	"vnic/vnic/daemon"
 	"vnic/vnic/nic"
+	"vnic/vnic/packet"
 )
 
 // e2eMode, when set, is the mode startDaemon gives every daemon whose
@@ -32,22 +32,12 @@ var e2eMode nic.Mode
 func ipRecords(recs []capture.Record) []capture.Record {
 	var out []capture.Record
 	for _, r := range recs {
-		l2 := 14
-		for len(r.Data) >= l2 {
-			t := binary.BigEndian.Uint16(r.Data[l2-2:])
-			if t != 0x8100 && t != 0x88a8 {
-				break
-			}
-			l2 += 4
-		}
-		if len(r.Data) < l2 {
+		ip, ok := packet.EthernetIP(r.Data)
+		if !ok {
 			continue
 		}
-		if t := binary.BigEndian.Uint16(r.Data[l2-2:]); t != 0x0800 && t != 0x86dd {
-			continue
-		}
-		r.Data = r.Data[l2:]
-		r.Len -= l2
+		r.Len -= len(r.Data) - len(ip)
+		r.Data = ip
 		out = append(out, r)
 	}
 	return out

@@ -2,12 +2,12 @@ package nic
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"net"
 	"time"
 
 	"vnic/segment"
 	"vnic/vnic/drop"
+	"vnic/vnic/packet"
 	"vnic/vnic/virtio"
 )
 
@@ -30,17 +30,14 @@ const (
 	ModeTAP Mode = "tap"
 )
 
-// Ethernet sizes and types.
+// Ethernet sizes and types (package packet's).
 const (
-	ethHeader = 14
-	vlanTag   = 4
+	ethHeader = packet.EthHeader
 	// maxL2 is the longest Ethernet header a frame may have: two VLAN
 	// tags (802.1ad, 802.1Q).
-	maxL2     = ethHeader + 2*vlanTag
-	etherIPv4 = 0x0800
-	etherIPv6 = 0x86dd
-	etherQ    = 0x8100
-	etherAD   = 0x88a8
+	maxL2     = packet.EthMaxHeader
+	etherIPv4 = packet.EtherTypeIPv4
+	etherIPv6 = packet.EtherTypeIPv6
 )
 
 // DefaultMAC is the MAC address of a TAP NIC that is given none: a stable,
@@ -54,23 +51,6 @@ func DefaultMAC(netns, name string) net.HardwareAddr {
 	return mac
 }
 
-// l2Of returns the length of frame's Ethernet header (VLAN tags
-// included, at most two) and the EtherType behind it; 0 when the frame is
-// shorter than its header.
-func l2Of(frame []byte) (int, uint16) {
-	n := ethHeader
-	for {
-		if len(frame) < n {
-			return 0, 0
-		}
-		t := binary.BigEndian.Uint16(frame[n-2:])
-		if (t != etherQ && t != etherAD) || n == maxL2 {
-			return n, t
-		}
-		n += vlanTag
-	}
-}
-
 // isIP reports whether an EtherType carries IPv4 or IPv6.
 func isIP(t uint16) bool { return t == etherIPv4 || t == etherIPv6 }
 
@@ -81,7 +61,7 @@ func (e *vnicEngine) l2(frame []byte) (l2 int, ip, ok bool) {
 	if !e.tap {
 		return 0, true, true
 	}
-	n, t := l2Of(frame)
+	n, t := packet.EthernetHeader(frame)
 	return n, isIP(t), n > 0
 }
 
