@@ -20,9 +20,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"vnic/vnic/capture"
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
+	"vnic/vnic/packet"
 	"vnic/vnic/peer"
 	"vnic/vnic/safefile"
 	"vnic/vnic/traffic"
@@ -108,6 +111,11 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("lab: reading back %s: %w", res.Pcap, err)
 	}
+	if s.tap() {
+		// The report reads IP packets; the pcap keeps the Ethernet
+		// headers for Wireshark.
+		recs = ipRecords(recs)
+	}
 	return r.report(recs, runs, res)
 }
 
@@ -163,8 +171,12 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 		}
 	}
 	var err error
-	r.pcap, err = capture.Create(pcapPath, capture.Options{Ifnames: ifnames, Block: true, Logger: r.log,
-		Comment: "vnic lab run " + s.Name + ": " + s.Title})
+	co := capture.Options{Ifnames: ifnames, Block: true, Logger: r.log,
+		Comment: "vnic lab run " + s.Name + ": " + s.Title}
+	if s.tap() {
+		co.LinkType = layers.LinkTypeEthernet
+	}
+	r.pcap, err = capture.Create(pcapPath, co)
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -184,7 +196,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			r.addrs[id] = addrs
 			r.addrs[h.Name] = append(r.addrs[h.Name], addrs...)
 			n, err := nic.Open(ctx, nic.Options{Name: nc.Name, Netns: r.ns[h.Name], Addrs: addrs, MTU: nc.MTU,
-				HWMTU: nc.HWMTU, Model: nic.Model(nc.Model), Capture: r.pcap.NIC(id), Logger: r.log.With("host", h.Name)})
+				HWMTU: nc.HWMTU, Model: nic.Model(nc.Model), Mode: nic.Mode(nc.Mode), Capture: r.pcap.NIC(id), Logger: r.log.With("host", h.Name)})
 			if err != nil {
 				return fmt.Errorf("lab: host %s: %w", h.Name, err)
 			}
@@ -291,14 +303,34 @@ func (r *runner) newPeer(l Link, a *nic.NIC) error {
 		}
 	}
 	r.addrs[l.B] = addrs
+	var mac net.HardwareAddr
+	if a.Options().Mode == nic.ModeTAP {
+		mac = nic.DefaultMAC(a.Options().Netns, "peer\x00"+l.B)
+	}
 	p, err := peer.New(peer.Options{Addrs: addrs, MTU: uint32(a.Options().MTU), GSOMaxSize: peer.MaxGSOSize,
-		Output: a.Output, Logger: r.log.With("host", l.B), OnLinkOnly: true, GRO: true})
+		Output: a.Output, Logger: r.log.With("host", l.B), OnLinkOnly: true, GRO: true, MAC: mac})
 	if err != nil {
 		return fmt.Errorf("lab: peer %s: %w", l.B, err)
 	}
 	r.onClose(func() { _ = p.Close() })
 	a.Connect(p)
 	return nil
+}
+
+// ipRecords returns the records of a TAP lab's capture as IP packets
+// (their Ethernet headers off, frames that are not IP left out).
+func ipRecords(recs []capture.Record) []capture.Record {
+	out := recs[:0:0]
+	for _, rc := range recs {
+		ip, ok := packet.EthernetIP(rc.Data)
+		if !ok {
+			continue
+		}
+		rc.Len -= len(rc.Data) - len(ip)
+		rc.Data = ip
+		out = append(out, rc)
+	}
+	return out
 }
 
 // nicID is a NIC's name in the lab and its capture: host.ifname.

@@ -194,6 +194,12 @@ type NIC struct {
 	// checksum-verified without a check: corruption reaches the
 	// application).
 	Model string `yaml:"model,omitempty"`
+	// Mode is "tun" (default: an IP interface) or "tap" (an Ethernet
+	// interface with a MAC address; the kernel does ARP and neighbour
+	// discovery, the pcap has Ethernet headers). Every NIC of a lab has
+	// the same mode (one capture link type), and a router's interfaces
+	// are IP links, so a lab with routers is tun.
+	Mode string `yaml:"mode,omitempty"`
 }
 
 // Link kinds.
@@ -446,6 +452,9 @@ func (s *Scenario) Validate() error {
 			}
 		}
 	}
+	if err := s.validateModes(); err != nil {
+		return err
+	}
 	linked := map[string]bool{}
 	link := func(what, ref string) error {
 		h, n, err := s.nicRef(ref)
@@ -574,6 +583,41 @@ func (rt *Router) validateFirewall(rules []FirewallRule) error {
 		}
 	}
 	return nil
+}
+
+// validateModes checks the NICs' modes: tun or tap, one for the whole lab,
+// tun when there are routers.
+func (s *Scenario) validateModes() error {
+	mode := ""
+	for _, h := range s.Hosts {
+		for _, n := range h.Nics() {
+			m := n.Mode
+			if m == "" {
+				m = "tun"
+			}
+			if m != "tun" && m != "tap" {
+				return fmt.Errorf("lab %s: host %s: NIC %s: mode %q: use tun or tap", s.Name, h.Name, n.Name, n.Mode)
+			}
+			if mode != "" && m != mode {
+				return fmt.Errorf("lab %s: host %s: NIC %s: mode %s, other NICs are %s: every NIC of a lab has the same mode (one capture link type)", s.Name, h.Name, n.Name, m, mode)
+			}
+			mode = m
+		}
+	}
+	if mode == "tap" && len(s.Routers) > 0 {
+		return fmt.Errorf("lab %s: mode tap NICs with routers: a router's interfaces are IP links; use mode tun, or make the router a host with forwarding: true", s.Name)
+	}
+	return nil
+}
+
+// tap reports whether the lab's NICs are TAP NICs (validateModes).
+func (s *Scenario) tap() bool {
+	for _, h := range s.Hosts {
+		for _, n := range h.Nics() {
+			return n.Mode == "tap"
+		}
+	}
+	return false
 }
 
 // validateRouters checks the routers; link marks a NIC wired (and fails

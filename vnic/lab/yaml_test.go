@@ -192,7 +192,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown field", "      mtu: 1500", "      mtuu: 1500",
 			[]string{"mini.yaml:6:7: hosts[0].nic: unknown field `mtuu`: did you mean `mtu`?"}},
 		{"unknown field, far off", "      mtu: 1500", "      speed: 1000",
-			[]string{"mini.yaml:6:7:", "unknown field `speed` (known: name, addrs, mtu, hw_mtu, model)"}},
+			[]string{"mini.yaml:6:7:", "unknown field `speed` (known: name, addrs, mtu, hw_mtu, model, mode)"}},
 		{"bad address", "[198.18.0.2/15]", "[198.18.0.300/15]",
 			[]string{`mini.yaml:8:19: hosts[1].nic.addrs[0]: "198.18.0.300/15": not an address/prefix, e.g. 198.18.0.1/15`}},
 		{"address without prefix", "[198.18.0.1/15]", "[198.18.0.1]",
