@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: all build deps up pair demo test test-short race fuzz bench bench-micro bench-pair bench-nic lint fmt clean
+.PHONY: all build deps up pair demo test test-short race fuzz bench bench-micro bench-pair bench-farend bench-nic lint fmt clean
 
 all: build
 
@@ -61,9 +61,9 @@ fuzz:
 	  done; \
 	done
 
-## bench: the engine micro-benchmarks, the pair against its floor, then the
-##        whole NIC against its references.
-bench: bench-micro bench-pair bench-nic
+## bench: the engine micro-benchmarks, the pair against its floor, the far
+##        ends against the kernel's, then the whole NIC against its references.
+bench: bench-micro bench-pair bench-farend bench-nic
 
 ## bench-micro: segment/coalesce micro-benchmarks, each beside its physical
 ##              floor (one checksum pass + one copy over the same bytes).
@@ -86,6 +86,13 @@ fmt:
 ##             (root, ~6 min; bench/pair.txt).
 bench-pair: deps
 	$(GO) run ./scripts/benchnic -pair
+
+## bench-farend: the VXLAN wire (two TAP vnics, daemons in two underlay
+##               namespaces) against the kernel's VXLAN over the same veth
+##               underlay, and the dev: wire against a veth pair, iperf3 1 and
+##               4 streams, CPU per GB (root, ~3 min; bench/farend.txt).
+bench-farend: deps
+	$(GO) run ./scripts/benchnic -farend
 
 ## bench-nic: TCP throughput through vnic, the wireguard-go engine and a plain
 ##            veth pair, in one run (root).

@@ -146,10 +146,20 @@ func childDaemon(args []string) int {
 	fs.StringVar(&cfg.Pcap, "pcap", "", "")
 	fs.IntVar(&cfg.Snaplen, "snaplen", 0, "")
 	prof := fs.String("cpuprofile", "", "")
+	mode := fs.String("mode", "", "")
+	addrs := fs.String("addr", "", "")
+	fs.IntVar(&cfg.MTU, "mtu", 0, "")
+	fs.StringVar(&cfg.Control, "control", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	cfg.Engine = nic.Engine(*engine)
+	cfg.Mode = nic.Mode(*mode)
+	for _, a := range strings.Split(*addrs, ",") {
+		if a != "" {
+			cfg.Addrs = append(cfg.Addrs, netip.MustParsePrefix(a))
+		}
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -410,8 +420,10 @@ type path struct {
 	name string
 	// transfer moves data for dur in direction d over streams streams.
 	transfer func(ctx context.Context, d direction, streams int, dur time.Duration) (bytes int64, elapsed time.Duration, err error)
-	// daemon is the daemon's process, nil for none.
+	// daemon is the daemon's process, nil for none; also are more
+	// daemons whose CPU counts with it (the two ends of a VXLAN wire).
 	daemon *child
+	also   []*child
 	// appCPU is the cumulative CPU time of the applications at both ends
 	// (default: this process's, where vnic/traffic runs).
 	appCPU func() float64
@@ -433,12 +445,15 @@ func (p *path) measure(ctx context.Context, d direction, streams int, dur time.D
 		w0, werr = p.wirePkts()
 	}
 	if p.daemon != nil {
-		if p.daemon.exited() {
-			return s, fmt.Errorf("%s: the daemon exited: %v\n%s", p.name, p.daemon.err, p.daemon.tail())
-		}
-		var err error
-		if c0, err = procCPU(p.daemon.pid()); err != nil {
-			return s, err
+		for _, d := range append([]*child{p.daemon}, p.also...) {
+			if d.exited() {
+				return s, fmt.Errorf("%s: the daemon exited: %v\n%s", p.name, d.err, d.tail())
+			}
+			c, err := procCPU(d.pid())
+			if err != nil {
+				return s, err
+			}
+			c0 += c
 		}
 	}
 	app := p.appCPU
@@ -455,7 +470,13 @@ func (p *path) measure(ctx context.Context, d direction, streams int, dur time.D
 	s.appCPU = app() - a0
 	ours := s.appCPU
 	if p.daemon != nil {
-		c1, cerr := procCPU(p.daemon.pid())
+		var c1 float64
+		var cerr error
+		for _, d := range append([]*child{p.daemon}, p.also...) {
+			c, err := procCPU(d.pid())
+			c1 += c
+			cerr = errors.Join(cerr, err)
+		}
 		if cerr == nil {
 			s.daemonCPU = c1 - c0
 			ours += s.daemonCPU
@@ -922,6 +943,7 @@ func run() int {
 	routerGRO := flag.String("router-gro", "fixed", "the gVisor router's GRO on both interfaces: fixed (a Linux router's default: GRO on, merged packets forwarded whole with GSO) or off")
 	scaleN := flag.Int("scale", 64, "direct-wire pairs to bring up at once in the scale test (0: skip)")
 	noLatency := flag.Bool("no-latency", false, "skip the ping latency and idle CPU measurements")
+	farend := flag.Bool("farend", false, "run the far-end suite instead: the vnic VXLAN wire against the kernel's VXLAN over the same veth underlay, and the dev: wire against a veth pair, with iperf3 (-time 8s, -out bench/farend.txt by default)")
 	pair := flag.Bool("pair", false, "run the pair suite instead: vnic up --wire netns:B against the null TUN relay, the wireguard-go pair and veth, with iperf3 (-time 8s, -out bench/pair.txt by default)")
 	profile := flag.String("profile", "", "instead of the benchmark: CPU-profile the daemon (both engines) during one Send and one Receive of -time each, into this directory")
 	flag.StringVar(&profileOnly, "profile-only", "", "with -profile: only these paths, comma-separated (direct, direct-wg, router, vnic, wireguard)")
@@ -948,6 +970,15 @@ func run() int {
 	defer e.cleanups.run()
 
 	switch {
+	case *farend:
+		o := benchOptions{runs: *runs, dur: *dur, outPath: *out}
+		if !isSet("time") {
+			o.dur = 8 * time.Second
+		}
+		if !isSet("out") {
+			o.outPath = "bench/farend.txt"
+		}
+		err = farendSuite(ctx, e, o)
 	case *pair:
 		o := benchOptions{runs: *runs, dur: *dur, outPath: *out}
 		if !isSet("time") {
