@@ -105,10 +105,15 @@ func TestPairMergesAndFollowsGRO(t *testing.T) {
 
 		b.SetGRO(false)
 		before := len(db.frames())
-		wireBefore := sb.WireIn.Packets
+		wireBefore, rxBefore := sb.WireIn.Packets, sb.HostRX.Packets
 		da.send(stream(v6, payload[:50_000], 1400, 60_000)...)
 		fs := db.waitPayload(t, len(payload)+50_000)[before:]
-		_, sb = waitStats(a, b)
+		// The host sees the frames before the batch's counters are added.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			if _, sb = waitStats(a, b); sb.HostRX.Packets-rxBefore >= uint64(len(fs)) {
+				break
+			}
+		}
 		if uint64(len(fs)) != sb.WireIn.Packets-wireBefore {
 			t.Errorf("v6=%v, GRO off: %d frames to the host for %d wire packets", v6, len(fs), sb.WireIn.Packets-wireBefore)
 		}
@@ -129,15 +134,19 @@ func TestPairMergesAndFollowsGRO(t *testing.T) {
 }
 
 // waitStats waits for both NICs' per-batch counters to settle (A's
-// wire-out equal to B's wire-in).
+// wire-out equal to B's wire-in, and B's host-rx counted: the host may
+// see a frame before the batch's counters are added).
 func waitStats(a, b *NIC) (Stats, Stats) {
 	deadline := time.Now().Add(5 * time.Second)
+	var last [2]Counter
 	for {
 		sa, sb := a.Stats(), b.Stats()
-		if sa.WireOut == sb.WireIn || time.Now().After(deadline) {
+		now := [2]Counter{sa.WireOut, sb.HostRX}
+		if sa.WireOut == sb.WireIn && sb.HostRX.Packets > 0 && now == last || time.Now().After(deadline) {
 			return sa, sb
 		}
-		time.Sleep(5 * time.Millisecond)
+		last = now
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
