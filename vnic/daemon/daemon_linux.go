@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 
 	if cfg.Pcap != "" {
-		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: []string{cfg.Name}, Snaplen: cfg.Snaplen, Logger: d.log})
+		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: []string{cfg.Name}, Snaplen: cfg.Snaplen, Logger: d.log, PointFile: capture.PointPath(cfg.Pcap, false)})
 		if err != nil {
 			return nil, fmt.Errorf("--pcap %s: %w", cfg.Pcap, err)
 		}

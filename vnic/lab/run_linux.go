@@ -146,7 +146,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	}
 	var err error
 	r.pcap, err = capture.Create(pcapPath, capture.Options{Ifnames: ifnames, Block: true, Logger: r.log,
-		Comment: "vnic lab run " + s.Name + ": " + s.Title})
+		Comment: "vnic lab run " + s.Name + ": " + s.Title, PointFile: capture.PointPath(pcapPath, true), Reorder: 200 * time.Millisecond})
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
