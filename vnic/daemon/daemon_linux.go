@@ -109,8 +109,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("--pcap %s: %w", cfg.Pcap, err)
 		}
-		d.setCapture(d.pcap.NIC(cfg.Name))
 	}
+	c, tap := capture.ServeNIC(strings.TrimSuffix(filepath.Base(cfg.Control), ".sock"), cfg.Name, "vnic up "+cfg.Name+" netns "+cfg.Netns, d.pcap, d.log)
+	d.closers = append(d.closers, func() { _ = tap.Close() })
+	d.setCapture(c)
 
 	gso := uint32(peer.MaxGSOSize)
 	if cfg.NoPeerGSO {

@@ -46,6 +46,7 @@ type runner struct {
 	wires   map[string]*wire.Wire // "a→b"
 	routers map[string]*labRouter
 	pcap    *capture.Writer
+	tap     *capture.Tap // live capture of every NIC (vnic capture, the extcap)
 
 	mu      sync.Mutex
 	closers []func()
@@ -155,6 +156,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			r.log.Warn("closing the capture", "err", err)
 		}
 	})
+	r.tap = r.listenTap()
 
 	for _, h := range s.Hosts {
 		var addrs []netip.Prefix
@@ -167,7 +169,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			name = "eth0"
 		}
 		nic, err := daemon.OpenNIC(ctx, daemon.NICConfig{Name: name, Netns: r.ns[h.Name], Addrs: addrs, MTU: h.NIC.MTU,
-			HWMTU: h.NIC.HWMTU, Model: h.NIC.Model, Capture: r.pcap.NIC(capName(h)), Logger: r.log.With("host", h.Name)})
+			HWMTU: h.NIC.HWMTU, Model: h.NIC.Model, Capture: r.tap.Add(r.pcap.NIC(capName(h)), h.Name+"'s "+name), Logger: r.log.With("host", h.Name)})
 		if err != nil {
 			return fmt.Errorf("lab: host %s: %w", h.Name, err)
 		}
@@ -223,6 +225,19 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 		r.nics[h.Name].Start()
 	}
 	return ctx.Err()
+}
+
+// listenTap offers the run's NICs live (vnic capture, the Wireshark
+// extcap) as lab-NAME-SUFFIX/HOST.NIC@POINT; nil (and a warning) when it
+// cannot.
+func (r *runner) listenTap() *capture.Tap {
+	t, err := capture.ListenTap(capture.TapPath("lab-"+r.s.Name+"-"+r.suffix), "vnic lab run "+r.s.Name, r.log)
+	if err != nil {
+		r.log.Warn("no live capture of the lab's NICs", "err", err)
+		return nil
+	}
+	r.onClose(func() { _ = t.Close() })
+	return t
 }
 
 func (r *runner) newWire(l Link, to *daemon.NIC) (*wire.Wire, error) {
