@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/daemon"
 	"vnic/vnic/glink"
 	"vnic/vnic/nsutil"
@@ -23,7 +24,8 @@ import (
 // router (forwarding keeps no state); the NICs' wires follow cur.
 type labRouter struct {
 	cfg  Router
-	nics []*daemon.NIC // by interface
+	nics []*daemon.NIC  // by interface
+	caps []*capture.NIC // by interface: what tcpdump on it shows
 	log  func(msg string, args ...any)
 
 	mu  sync.Mutex // serialises changes
@@ -49,6 +51,8 @@ func (r *runner) newLabRouter(cfg Router) (*labRouter, error) {
 	lr := &labRouter{cfg: cfg, fw: cfg.Firewall, acc: map[string]uint64{}, log: r.log.Info}
 	for i, f := range cfg.Ifaces {
 		lr.nics = append(lr.nics, r.nics[f.Host])
+		name := cfg.ifaceName(i)
+		lr.caps = append(lr.caps, r.tap.Add(r.pcap.NIC(cfg.Name+"."+name), cfg.Name+"'s "+name))
 		lr.gro = append(lr.gro, groMode(f.GRO))
 		idx := i
 		r.nics[f.Host].Connect(daemon.InjectFunc(func(pkts [][]byte) {
@@ -75,7 +79,7 @@ func (lr *labRouter) build() (*router.Router, error) {
 		}
 		nic := lr.nics[i]
 		opt.Ifaces = append(opt.Ifaces, router.Iface{Name: c.ifaceName(i), Addrs: addrs, MTU: uint32(f.MTU),
-			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: func(pkts []glink.Packet) { nic.Output(pkts) }})
+			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: func(pkts []glink.Packet) { nic.Output(pkts) }, Capture: lr.caps[i]})
 	}
 	for _, rt := range c.Routes {
 		opt.Routes = append(opt.Routes, router.Route{Dst: netip.MustParsePrefix(rt.Dst), Iface: c.iface(rt.Iface)})
