@@ -242,7 +242,8 @@ func groRouter() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectEvent, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectDrop, Host: "router", Reason: "forwarding: packet too big"},
 				},
 				Explanation: "The web server's wire carries nothing above 1500 bytes, all with DF. The router's " +
 					"GRO merges them into packets of small multiples of 1448 bytes and forwards the merged " +
@@ -260,7 +261,8 @@ func groRouter() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectICMPFragNeeded, Host: "web", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectEvent, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectDrop, Host: "router", Reason: "forwarding: packet too big"},
 				},
 				Explanation: "IPv6 has no DF bit because routers never fragment: a router with a packet too big " +
 					"for the next link drops it and answers ICMPv6 \"packet too big, mtu 1500\" (type 2). GRO " +
@@ -348,7 +350,8 @@ func jumboFirewall() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectWireAbove, Host: "guest", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall clamp-synack: syn mss clamped"},
+					{Kind: ExpectEvent, Host: "firewall", Reason: "firewall clamp-synack: syn mss clamped"},
+					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall drop-jumbo: dropped"},
 				},
 				Explanation: "The SYNs now carry MSS 1400 (see the clamp counters), so each super-packet is " +
 					"made of 1400-byte segments — but it is still one packet of up to 64 KiB on the wire: " +

@@ -152,12 +152,13 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 	case ExpectNoReply:
 		return view.ExpectationResult{Text: "no ping reply comes back", Pass: r.pings > 0 && r.replies == 0,
 			Detail: fmt.Sprintf("%d of %d replies%s", r.replies, r.pings, errNote(r.err))}
-	case ExpectDrop:
+	case ExpectDrop, ExpectEvent:
+		event := e.Kind == ExpectEvent
 		total := uint64(0)
 		var seen []string
 		for k, v := range r.drops {
 			nic, reason, _ := strings.Cut(k, ": ")
-			if nic != n.ifname {
+			if nic != n.ifname || isEvent(reason) != event {
 				continue
 			}
 			seen = append(seen, fmt.Sprintf("%s %d", reason, v))
@@ -166,11 +167,17 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			}
 		}
 		slices.Sort(seen)
+		detail := strings.Join(seen, ", ")
+		if event {
+			if detail == "" {
+				detail = "no events counted"
+			}
+			return view.ExpectationResult{Text: fmt.Sprintf("%s counts %s", n.ifname, e.Reason), Pass: total > 0, Detail: detail}
+		}
 		what := "a packet"
 		if e.Reason != "" {
 			what = "a packet (" + e.Reason + ")"
 		}
-		detail := strings.Join(seen, ", ")
 		if detail == "" {
 			detail = "no drops"
 		}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -441,13 +440,22 @@ func indent(out string) string {
 }
 
 // report cuts the capture into steps, evaluates, prints and writes the
-// HTML report.
+// HTML report. Per step the terminal gets a summary first — per capture
+// point, what did not arrive and why, the events — then the side-by-side
+// rows around the step's first interesting event (all of them with
+// Options.Full), the expectations and the explanation, in Options.Width
+// columns.
 func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Result, error) {
 	w := r.opt.Stdout
 	s := r.s
+	width := r.opt.width()
 	rep := view.Report{Title: s.Title, Scenario: s.Story}
-	fmt.Fprintf(w, "lab %s: %s\n%s\n", s.Name, s.Title, wrap(s.Story, 100))
+	fmt.Fprintf(w, "lab %s: %s\n%s\n", s.Name, s.Title, wrap(s.Story, width))
 	res.Passed = true
+	hw := map[string]int{}
+	for _, n := range r.info {
+		hw[n.ifname] = n.hwMTU
+	}
 	for i, st := range s.Steps {
 		sr := runs[i]
 		var sub []capture.Record
@@ -458,6 +466,7 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		}
 		pkts := view.Decode(sub)
 		opts := r.viewOptions(st)
+		opts.Counters = s.counters(sr.drops, hw)
 		shown := pkts
 		if opts.Filter != nil {
 			shown = nil
@@ -482,33 +491,42 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 			}
 		}
 
-		fmt.Fprintf(w, "\n━━ Step %d/%d: %s ━━\n%s\n", i+1, len(s.Steps), st.Name, wrap(st.Description, 100))
+		fmt.Fprintf(w, "\n━━ Step %d/%d: %s ━━\n%s\n", i+1, len(s.Steps), st.Name, wrap(st.Description, width))
 		for _, l := range sr.setupLog {
-			fmt.Fprintln(w, l)
+			fmt.Fprintln(w, wrapLog(l, width))
 		}
-		fmt.Fprintln(w, sr.trafficLog)
+		fmt.Fprintln(w, wrapLog(sr.trafficLog, width))
 		fmt.Fprintln(w)
 		textOpts := opts
 		textOpts.Filter = nil
+		textOpts.Width = width
+		if !r.opt.Full {
+			textOpts.MaxRows = maxRows
+		}
+		if err := view.WriteSummary(w, shown, textOpts); err != nil {
+			return res, err
+		}
+		fmt.Fprintln(w)
 		if err := view.SideBySide(w, shown, textOpts); err != nil {
 			return res, err
 		}
-		fmt.Fprintf(w, "\ndrops: %s\n", dropsLine(sr.drops))
 		fmt.Fprintln(w, "expectations:")
 		for _, x := range exps {
 			mark := "PASS"
 			if !x.Pass {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(w, "  %s  %s — %s\n", mark, x.Text, x.Detail)
+			fmt.Fprintln(w, wrapIndent(fmt.Sprintf("  %s  %s — %s", mark, x.Text, x.Detail), width, 8))
 		}
-		fmt.Fprintf(w, "why:\n%s\n", wrap(st.Explanation, 100))
+		fmt.Fprintf(w, "why:\n%s\n", wrap(st.Explanation, width))
 
-		desc := st.Description
-		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: desc, Explanation: st.Explanation,
-			Packets: shown, View: textOpts, Drops: sr.drops, Expectations: exps})
+		viewOpts := opts
+		viewOpts.Filter = nil
+		viewOpts.Width = 0
+		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: st.Description, Explanation: st.Explanation,
+			Packets: shown, View: viewOpts, Expectations: exps})
 	}
-	f, err := os.Create(res.Report)
+	f, err := capture.CreateFile(res.Report)
 	if err != nil {
 		return res, fmt.Errorf("lab: %w", err)
 	}
@@ -523,13 +541,19 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 	if !res.Passed {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(w, "\nlab %s %s: %d of %d expectations hold\ncapture: %s (tshark -r %s; interfaces <host>.<nic>@host-tx|wire|host-rx)\nreport:  %s\n",
-		s.Name, verdict, res.Expectations-res.Failed, res.Expectations, res.Pcap, res.Pcap, res.Report)
+	base := strings.TrimSuffix(res.Pcap, ".pcapng")
+	fmt.Fprintf(w, "\nlab %s %s: %d of %d expectations hold\n", s.Name, verdict, res.Expectations-res.Failed, res.Expectations)
+	fmt.Fprintln(w, wrapIndent("capture: "+base+".<host>.<nic>.<point>.pcapng, one file per capture point (use these for Wireshark's TCP analysis); "+
+		res.Pcap+" has every point in time order, for the comments and the picture", width, 9))
+	fmt.Fprintf(w, "report:  %s\n", res.Report)
 	return res, nil
 }
 
-// viewOptions: the sender's host-tx, its wire, the receiver's host-rx,
-// only the traffic's protocol.
+// maxRows is how many side-by-side rows a step prints without --full.
+const maxRows = 32
+
+// viewOptions: the sender's host-tx, its wire, the routers' interfaces on
+// the way, the receiver's host-rx; only the traffic's protocol.
 func (r *runner) viewOptions(st Step) view.TextOptions {
 	t := st.Traffic
 	from := r.s.host(t.From)
@@ -539,9 +563,15 @@ func (r *runner) viewOptions(st Step) view.TextOptions {
 	o := view.TextOptions{Sender: capName(*from), Receiver: capName(*from), MTU: r.info[t.From].hwMTU, Color: r.opt.Color}
 	if to := r.s.host(t.To); to != nil {
 		o.Receiver = capName(*to)
+		o.Hops = r.s.hops(t.From, t.To)
 	}
 	if t.IPv6 {
 		o.MSS = o.MTU - 72
+	}
+	for _, e := range st.Expect {
+		if strings.Contains(e.Kind, "checksums") || e.Reason == "kernel TcpInCsumErrors" {
+			o.Checksums = true
+		}
 	}
 	switch t.Kind {
 	case TrafficSend:
@@ -555,30 +585,59 @@ func (r *runner) viewOptions(st Step) view.TextOptions {
 	return o
 }
 
-func dropsLine(m map[string]uint64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+// clip cuts each line of s to width columns.
+func clip(s string, width int) string {
 	var b strings.Builder
-	for i, k := range keys {
+	for i, l := range strings.Split(s, "\n") {
 		if i > 0 {
-			b.WriteString(", ")
+			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "%s %d", k, m[k])
+		if r := []rune(l); len(r) > width {
+			l = string(r[:width-1]) + "~"
+		}
+		b.WriteString(l)
 	}
 	return b.String()
+}
+
+// wrapLog wraps each line of a command's log at width, continuation
+// lines indented under it.
+func wrapLog(s string, width int) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		ind := len(l) - len(strings.TrimLeft(l, " "))
+		lines[i] = wrapIndent(l, width, ind+4)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// wrapIndent wraps s at width, continuation lines indented.
+func wrapIndent(s string, width, indent int) string {
+	words := strings.Fields(s)
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	var b strings.Builder
+	b.WriteString(lead)
+	n := len(lead)
+	for i, w := range words {
+		lw := len([]rune(w))
+		if i > 0 && n+1+lw > width {
+			b.WriteString("\n" + strings.Repeat(" ", indent))
+			n = indent
+		} else if i > 0 {
+			b.WriteString(" ")
+			n++
+		}
+		b.WriteString(w)
+		n += lw
+	}
+	return clip(b.String(), width)
 }
 
 func wrap(s string, width int) string {
 	var b strings.Builder
 	n := 0
 	for _, w := range strings.Fields(s) {
-		if n > 0 && n+1+len(w) > width {
+		if n > 0 && n+1+len([]rune(w)) > width {
 			b.WriteString("\n")
 			n = 0
 		} else if n > 0 {
@@ -700,6 +759,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Color uses ANSI colours in the views.
 	Color bool
+	// Full prints every side-by-side row of every step (as the report
+	// has them), not only those around the first interesting event.
+	Full bool
+	// Width is the terminal width the output fits in (default 100).
+	Width int
+}
+
+func (o *Options) width() int {
+	if o.Width <= 0 {
+		return 100
+	}
+	return max(o.Width, 60)
 }
 
 func (o *Options) normalize() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -282,10 +283,16 @@ const (
 	// drop reason Reason, if set) and counted it. The host's kernel
 	// counts too: reason "kernel TcpInCsumErrors" (/proc/net/snmp) is a
 	// segment its TCP dropped for a bad checksum. Host may also name a
-	// router: reasons are its counters ("eth0 in: firewall drop-jumbo
-	// dropped", "eth1 out: frag-needed sent", "forwarding: packet too
-	// big", ...).
+	// router: reasons are its counters ("firewall drop-jumbo: dropped",
+	// "forwarding: packet too big", "eth0: oversize dropped"). Counters
+	// of events that are not losses (an ICMP sent, an MSS clamped) are
+	// ExpectEvent's.
 	ExpectDrop = "drop"
+	// ExpectEvent: the host's (or router's) counter Reason counted at
+	// least once an event that is not a loss: a router's "eth1: gro
+	// merged forwarded whole", "eth1: frag-needed sent", a firewall
+	// rule's "syn mss clamped".
+	ExpectEvent = "event"
 	// ExpectICMPFragNeeded: the host's wire brought it an ICMP
 	// "fragmentation needed" (ICMPv6 "packet too big") naming MTU Size
 	// (default 1500).
@@ -429,13 +436,19 @@ func (s *Scenario) Validate() error {
 			if e.Host != "" && s.host(e.Host) == nil && s.router(e.Host) == nil {
 				return fmt.Errorf("%s: expectation %s on unknown host %q", where, e.Kind, e.Host)
 			}
+			if e.Kind == ExpectDrop && e.Reason != "" && isEvent(e.Reason) {
+				return fmt.Errorf("%s: expectation drop with reason %q: that counter counts events, not lost packets; use kind %s", where, e.Reason, ExpectEvent)
+			}
+			if e.Kind == ExpectEvent && !isEvent(e.Reason) {
+				return fmt.Errorf("%s: expectation event with reason %q: give an event counter (one ending in %s)", where, e.Reason, strings.Join(eventReasons, ", "))
+			}
 		}
 	}
 	return nil
 }
 
 var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
-	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
+	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectEvent, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
 	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad}
 
 // router returns the router named name.
