@@ -268,6 +268,14 @@ const (
 	// ExpectHostTXPayloads: the host's host-tx TCP data segments have
 	// exactly the payload lengths Sizes, in order.
 	ExpectHostTXPayloads = "host-tx-payloads"
+	// ExpectHostTXMax: the host's host-tx has TCP data segments, none
+	// longer than Size bytes of payload (e.g. half the window the
+	// receiver announced: the kernel's tcp_bound_to_half_wnd).
+	ExpectHostTXMax = "host-tx-max"
+	// ExpectHostRXPayloads: the host's host-rx TCP data segments (what
+	// its tcpdump shows arriving) have exactly the payload lengths Sizes,
+	// in order.
+	ExpectHostRXPayloads = "host-rx-payloads"
 	// ExpectWireMax: no packet on the host's wire (either direction) is
 	// longer than Size bytes of IP (default: the NIC's hardware MTU).
 	ExpectWireMax = "wire-max"
@@ -447,7 +455,7 @@ func (s *Scenario) Validate() error {
 	return nil
 }
 
-var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
+var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectHostTXMax, ExpectHostRXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
 	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectEvent, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
 	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad}
 

@@ -579,8 +579,11 @@ func (c *checker) semantic(s *Scenario) {
 			if e.Host != "" && !hosts[e.Host] && !peers[e.Host] {
 				c.oneOf(q+".host", e.Host, "host", names())
 			}
-			if e.Kind == ExpectHostTXPayloads && len(e.Sizes) == 0 {
-				c.add(c.at(q+".sizes"), q, "host-tx-payloads needs `sizes`, the payload lengths in order, e.g. sizes: [1448, 1448, 1104]")
+			if (e.Kind == ExpectHostTXPayloads || e.Kind == ExpectHostRXPayloads) && len(e.Sizes) == 0 {
+				c.add(c.at(q+".sizes"), q, "%s needs `sizes`, the payload lengths in order, e.g. sizes: [1448, 1448, 1104]", e.Kind)
+			}
+			if e.Kind == ExpectHostTXMax && e.Size <= 0 {
+				c.add(c.at(q+".size"), q, "host-tx-max needs `size`, the largest payload allowed, e.g. size: 2896")
 			}
 		}
 	}
