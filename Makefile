@@ -38,7 +38,7 @@ NETNS ?= vnic
 up: deps build
 	./bin/vnic up --netns $(NETNS) --pcap vnic.pcapng
 
-## demo: the tso-capture lab (SCENARIOS.md story 1): ginger's tcpdump vs the
+## demo: the tso-capture lab (docs/stories.md, story 1): ginger's tcpdump vs the
 ##       wire vs basil's tcpdump, GSO on and off; lab-out/ gets the pcapng and
 ##       report.html.
 demo: deps build

@@ -46,7 +46,7 @@ type Config struct {
 	MTU int
 	// HWMTU is the NIC's hardware MTU: the largest IP packet it puts on
 	// the wire (0: the same as MTU). Below MTU it models the forcedeth NIC
-	// of SCENARIOS.md: TCP is cut to fit by TSO, anything else larger is
+	// of docs/stories.md: TCP is cut to fit by TSO, anything else larger is
 	// dropped.
 	HWMTU int
 	// Pcap is a pcapng file to record host-tx, wire and host-rx into; ""

@@ -21,13 +21,13 @@ const (
 	// NIC's hidden TSO).
 	ModelStandard = "standard"
 	// ModelTSOPassthrough puts super-packets on the wire unsegmented, as
-	// VMXNET3 does between VMs (SCENARIOS.md story 4): a GSO frame leaves
+	// VMXNET3 does between VMs (docs/stories.md, story 4): a GSO frame leaves
 	// as one IP packet of up to 64 KiB, checksum completed, headers
 	// (DF, lengths) as the kernel built them. Packets that are not
 	// super-packets go out as with ModelStandard.
 	ModelTSOPassthrough = "tso-passthrough"
 	// ModelNoCsum leaves partial checksums incomplete on the wire
-	// (SCENARIOS.md story 5): TSO segments and packets the kernel left
+	// (docs/stories.md, story 5): TSO segments and packets the kernel left
 	// CHECKSUM_PARTIAL (virtio NEEDS_CSUM) go on the wire with only the
 	// pseudo-header sum in the TCP/UDP checksum field, so the receiver's
 	// kernel drops them (TcpInCsumErrors). With `ethtool -K dev tx off`
