@@ -458,6 +458,7 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 	}
 	for i, st := range s.Steps {
 		sr := runs[i]
+		res.Steps = append(res.Steps, StepWindow{Name: st.Name, Start: sr.start, End: sr.end})
 		var sub []capture.Record
 		for _, rec := range recs {
 			if !rec.TS.Before(sr.start) && !rec.TS.After(sr.end) {
@@ -792,6 +793,16 @@ type Result struct {
 	// Expectations counts the expectations evaluated, Failed those that
 	// did not hold.
 	Expectations, Failed int
-	// Pcap and Report are the files written.
+	// Pcap and Report are the files written (Pcap has every capture
+	// point; the per-point files are beside it).
 	Pcap, Report string
+	// Steps are when each step's traffic ran: the records of step i are
+	// those of Pcap stamped within Steps[i].
+	Steps []StepWindow
+}
+
+// StepWindow is the time a step's traffic (and its settling) took.
+type StepWindow struct {
+	Name       string
+	Start, End time.Time
 }

@@ -66,6 +66,7 @@ type htmlStep struct {
 	Summary      string
 	Text         string
 	Lost         []LossRow
+	LostSeen     int // packets seen not to arrive: the drop marks
 	Events       []LossRow
 	Expectations []ExpectationResult
 	Passed       int
@@ -133,6 +134,7 @@ func WriteHTML(w io.Writer, r Report) error {
 				hs.Events = append(hs.Events, row)
 			} else {
 				hs.Lost = append(hs.Lost, row)
+				hs.LostSeen += row.Seen
 			}
 		}
 		for _, e := range s.Expectations {
