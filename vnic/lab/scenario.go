@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -354,6 +355,9 @@ func (s *Scenario) Validate() error {
 	if s.Name == "" {
 		return fmt.Errorf("lab: scenario without a name")
 	}
+	if err := s.validateNames(); err != nil {
+		return err
+	}
 	peers := map[string]bool{}
 	for _, l := range s.Links {
 		if l.Kind == LinkPeer {
@@ -582,6 +586,125 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		if m.Model != "standard" && m.Model != "tso-passthrough" && m.Model != "no-csum" {
 			return fmt.Errorf("%s: model %q: use standard, tso-passthrough or no-csum", where, m.Model)
 		}
+	}
+	return nil
+}
+
+// nameRule is what a host or router name may be: it becomes part of a
+// network namespace's name (lab-SCENARIO-HOST-xxxxxx, a file in
+// /run/netns) and of the capture names (HOST.NIC@POINT), so no '.', '/',
+// '@' or spaces.
+var nameRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
+
+// checkName says what is wrong with a host or router name, or "".
+func checkName(n string) string {
+	if nameRule.MatchString(n) {
+		return ""
+	}
+	return fmt.Sprintf("%q: use letters, digits, '-' and '_' (at most 32, no '.', '/', '@' or spaces): it names a network namespace and the capture points HOST.NIC@POINT", n)
+}
+
+// checkIfname says what is wrong with an interface name the kernel is
+// given (dev_valid_name: at most 15 bytes, not . or .., no '/', ':' or
+// spaces; and no '@', which separates a capture point), or "".
+func checkIfname(n string) string {
+	switch {
+	case n == "":
+		return ""
+	case len(n) > 15:
+		return fmt.Sprintf("%q: the kernel takes interface names of at most 15 characters (IFNAMSIZ), e.g. eth0", n)
+	case n == "." || n == ".." || strings.ContainsAny(n, "/:@ \t\n"):
+		return fmt.Sprintf("%q: the kernel refuses '/', ':' and spaces in interface names (and vnic '@'), e.g. eth0", n)
+	}
+	return ""
+}
+
+// checkHWMTU says what is wrong with a NIC's hardware MTU, or "".
+func checkHWMTU(hw, mtu int) string {
+	if hw == 0 {
+		return ""
+	}
+	if mtu == 0 {
+		mtu = 1500
+	}
+	switch {
+	case hw > mtu:
+		return fmt.Sprintf("hw_mtu %d is above the mtu %d: the hardware MTU is what the NIC can really send, at most the MTU (leave it out for a NIC that does its MTU)", hw, mtu)
+	case hw < 576:
+		return fmt.Sprintf("hw_mtu %d: a NIC's hardware MTU is at least 576 (the smallest packet IPv4 must carry)", hw)
+	}
+	return ""
+}
+
+// addrOwners lists every address the scenario gives out (hosts' NICs,
+// peers, routers) with who has it, in order: owner describes the place
+// ("hosts[1] basil", "routers[0] router eth1").
+func (s *Scenario) addrOwners() (addrs []netip.Addr, owners []string) {
+	add := func(a, owner string) {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			addrs, owners = append(addrs, p.Addr()), append(owners, owner)
+		}
+	}
+	for i, h := range s.Hosts {
+		for _, a := range h.NIC.Addrs {
+			add(a, fmt.Sprintf("hosts[%d] %s", i, h.Name))
+		}
+	}
+	for i, l := range s.Links {
+		for _, a := range l.PeerAddrs {
+			add(a, fmt.Sprintf("links[%d] peer %s", i, l.B))
+		}
+	}
+	for i, rt := range s.Routers {
+		for j, f := range rt.Ifaces {
+			for _, a := range f.Addrs {
+				add(a, fmt.Sprintf("routers[%d] %s %s", i, rt.Name, rt.ifaceName(j)))
+			}
+		}
+	}
+	return addrs, owners
+}
+
+// dupAddr finds an address given out twice: the second owner's index and
+// the first's, or -1.
+func dupAddr(addrs []netip.Addr) (int, int) {
+	first := map[netip.Addr]int{}
+	for i, a := range addrs {
+		if j, ok := first[a]; ok {
+			return i, j
+		}
+		first[a] = i
+	}
+	return -1, -1
+}
+
+// validateNames checks names, hardware MTUs and addresses as the kernel
+// and the lab would take them.
+func (s *Scenario) validateNames() error {
+	for _, h := range s.Hosts {
+		if msg := checkName(h.Name); msg != "" {
+			return fmt.Errorf("lab %s: host %s", s.Name, msg)
+		}
+		if msg := checkIfname(h.NIC.Name); msg != "" {
+			return fmt.Errorf("lab %s: host %s: nic name %s", s.Name, h.Name, msg)
+		}
+		if msg := checkHWMTU(h.NIC.HWMTU, h.NIC.MTU); msg != "" {
+			return fmt.Errorf("lab %s: host %s: %s", s.Name, h.Name, msg)
+		}
+	}
+	for _, rt := range s.Routers {
+		if msg := checkName(rt.Name); msg != "" {
+			return fmt.Errorf("lab %s: router %s", s.Name, msg)
+		}
+		for _, f := range rt.Ifaces {
+			if msg := checkIfname(f.Name); msg != "" {
+				return fmt.Errorf("lab %s: router %s: interface name %s", s.Name, rt.Name, msg)
+			}
+		}
+	}
+	addrs, owners := s.addrOwners()
+	if i, j := dupAddr(addrs); i >= 0 {
+		return fmt.Errorf("lab %s: address %s is given twice, to %s and to %s: every host needs its own", s.Name, addrs[i], owners[j], owners[i])
 	}
 	return nil
 }
