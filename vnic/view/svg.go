@@ -216,13 +216,8 @@ func buildFigure(pkts []Packet, opt *TextOptions, _ Axis) *figure {
 		y := laneY(i)
 		fmt.Fprintf(&f.b, `<g class="lane" data-lane="%d"><rect x="%d" y="%.1f" width="%d" height="%d" fill="#f8fafc" stroke="#cbd5e1"/>`,
 			i, svgLeft, y, plotW, laneH)
-		name, point, _ := strings.Cut(ln.title, "@")
-		f.text(6, y+15, 14, "700", "#0f172a", "start", name, "")
-		sub := ln.role
-		if point != "" {
-			sub = "@" + point + " · " + ln.role
-		}
-		f.text(6, y+32, fontSmall, "400", "#475569", "start", fit(sub, 27), sub)
+		f.text(6, y+15, 14, "700", "#0f172a", "start", fit(ln.title, 21), ln.title)
+		f.text(6, y+32, fontSmall, "400", "#475569", "start", fit(ln.role, 26), ln.role)
 		s := stats[i]
 		f.text(6, y+49, fontSmall, "400", "#475569", "start", fmt.Sprintf("%d packets, max %d", s.Packets, s.Largest), "")
 		var warn []string
