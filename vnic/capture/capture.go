@@ -126,14 +126,14 @@ type Options struct {
 	// this Writer records too, at the points given, from its creation on:
 	// a live tap of one capture point beside the file.
 	Sources []Source
-	// PointFile, if set, splits a file made by Create into one pcapng per
-	// capture point: the packets of ifname's point p go to PointFile(ifname,
-	// p) as they are recorded (files for the Ifnames and Sources are
-	// created at once, others with their first packet), and Close merges
-	// them, in time order, into Create's path. Each per-point file shows
-	// every packet once, so Wireshark's TCP analysis finds in it only what
-	// happened; the merged file, with the same packet seen at two or three
-	// points, is for the comments and the picture. See PointPath.
+	// PointFile, if set, also splits a file made by Create into one
+	// pcapng per capture point when it is closed: the packets of ifname's
+	// point p go to PointFile(ifname, p) (every point of the Ifnames and
+	// Sources gets a file, other NICs' points one if they have packets).
+	// Each per-point file shows every packet once, so Wireshark's TCP
+	// analysis finds in it only what happened; the file Create names, with
+	// the same packet seen at two or three points, is for the comments
+	// and the picture (its section comment says so). See PointPath.
 	PointFile func(ifname string, p Point) string
 	// Snaplen is the number of bytes kept of each packet; the pcapng
 	// original length is always the full length. 0 keeps whole packets.
@@ -242,9 +242,8 @@ type Writer struct {
 	comment   string
 
 	// Owned by the writer goroutine (and by newWriter before it starts).
-	main      *output // everything, unless split
+	main      *output // the file (or stream) with every point
 	split     func(ifname string, p Point) string
-	combined  string  // split: the merged file Close writes
 	order     []*sink // sinks with interfaces, in the order they got them
 	err       error
 	dirty     bool
@@ -351,20 +350,10 @@ func Create(path string, opts Options) (*Writer, error) {
 		return f, f, nil
 	}
 	if opts.PointFile != nil {
-		// Fail now rather than at Close if the merged file cannot be made.
-		f, c, err := open(path)
-		if err != nil {
-			return nil, err
+		if opts.Comment != "" {
+			opts.Comment += "\n"
 		}
-		_ = f
-		c.Close()
-		w, err := newWriterSplit(path, opts, open)
-		if err != nil {
-			os.Remove(path)
-			return nil, err
-		}
-		w.startWriter()
-		return w, nil
+		opts.Comment += CombinedNote
 	}
 	f, c, err := open(path)
 	if err != nil {
@@ -378,6 +367,8 @@ func Create(path string, opts Options) (*Writer, error) {
 	}
 	w.main.closer = c
 	w.main.path = path
+	w.split = opts.PointFile
+	w.createOut = open
 	w.startWriter()
 	return w, nil
 }
@@ -400,18 +391,6 @@ func New(out io.Writer, opts Options) (*Writer, error) {
 }
 
 const bufSize = 1 << 20 // batches file writes: one write(2) per MiB under load
-
-func newWriterSplit(path string, opts Options, open func(string) (io.Writer, io.Closer, error)) (*Writer, error) {
-	w := newBase(opts)
-	w.split = opts.PointFile
-	w.combined = path
-	w.createOut = open
-	if err := w.addSources(opts); err != nil {
-		w.closeOutputs()
-		return nil, err
-	}
-	return w, nil
-}
 
 func newWriter(out io.Writer, name string, opts Options) (*Writer, error) {
 	w := newBase(opts)
@@ -492,7 +471,7 @@ func (w *Writer) addSources(opts Options) error {
 			return err
 		}
 	}
-	if w.main != nil && w.main.ng == nil && len(ss) == 0 && w.split == nil {
+	if w.main.ng == nil && len(ss) == 0 {
 		// A stream starts with its section header at once, so that a
 		// reader sees a capture begin even before the first packet.
 		if err := w.placeholder(w.main); err != nil {
@@ -633,64 +612,22 @@ func (w *Writer) placeholder(o *output) error {
 	return err
 }
 
-// pointOutput returns the per-point output of s at p, creating the file;
-// writer goroutine only (or newWriter).
-func (w *Writer) pointOutput(s *sink, p Point) (*output, error) {
-	if o := s.outs[p]; o != nil {
-		return o, nil
-	}
-	path := w.split(s.nic.name, p)
-	f, c, err := w.createOut(path)
-	if err != nil {
-		return nil, err
-	}
-	o := &output{name: path, path: path, bw: bufio.NewWriterSize(f, bufSize), closer: c}
-	s.outs[p] = o
-	return o, nil
-}
-
-// addIntfs writes the interface description blocks of s: in a stream or
-// a single file, one per point s records, all at once; split into
-// per-point files, only points (the point of the packet at hand, or every
-// point for a NIC named at creation). Writer goroutine only (or newWriter).
-func (w *Writer) addIntfs(s *sink, points ...Point) error {
+// addIntfs writes the interface description blocks of s, one per point
+// it records, all at once. Writer goroutine only (or newWriter).
+func (w *Writer) addIntfs(s *sink) error {
 	if !s.hasIDB {
 		s.hasIDB = true
 		w.order = append(w.order, s)
 	}
-	if w.split == nil {
-		for p := HostTX; p < numPoints; p++ {
-			if !s.has(p) || s.outs[p] != nil {
-				continue
-			}
-			id, err := w.addIntf(w.main, w.intf(s.nic, p))
-			if err != nil {
-				return fmt.Errorf("capture: write pcapng interface %s@%s: %w", s.nic.name, p, err)
-			}
-			s.ids[p], s.outs[p] = id, w.main
-		}
-		return nil
-	}
-	if s.upfront || len(points) == 0 {
-		points = points[:0]
-		for p := HostTX; p < numPoints; p++ {
-			if s.has(p) {
-				points = append(points, p)
-			}
-		}
-	}
-	for _, p := range points {
-		if s.outs[p] != nil {
+	for p := HostTX; p < numPoints; p++ {
+		if !s.has(p) || s.outs[p] != nil {
 			continue
 		}
-		o, err := w.pointOutput(s, p)
+		id, err := w.addIntf(w.main, w.intf(s.nic, p))
 		if err != nil {
-			return err
-		}
-		if _, err := w.addIntf(o, w.intf(s.nic, p)); err != nil {
 			return fmt.Errorf("capture: write pcapng interface %s@%s: %w", s.nic.name, p, err)
 		}
-		s.ids[p] = 0
+		s.ids[p], s.outs[p] = id, w.main
 	}
 	return nil
 }
@@ -1085,7 +1022,7 @@ func (w *Writer) write(r *rec) {
 	}
 	s := r.sink
 	if s.outs[r.point] == nil {
-		if err := w.addIntfs(s, r.point); err != nil {
+		if err := w.addIntfs(s); err != nil {
 			w.fail(err)
 			w.failed.Add(1)
 			return
@@ -1115,23 +1052,8 @@ func (w *Writer) write(r *rec) {
 	w.dirty = true
 }
 
-// outputs returns every output w writes, each once.
-func (w *Writer) outputs() []*output {
-	var os []*output
-	if w.main != nil {
-		os = append(os, w.main)
-	}
-	if w.split != nil {
-		for _, s := range w.order {
-			for _, o := range s.outs {
-				if o != nil {
-					os = append(os, o)
-				}
-			}
-		}
-	}
-	return os
-}
+// outputs returns every output w writes while recording.
+func (w *Writer) outputs() []*output { return []*output{w.main} }
 
 func (w *Writer) flush() {
 	w.dirty = false
@@ -1160,8 +1082,8 @@ func (w *Writer) fail(err error) {
 	}
 }
 
-// finish writes interface statistics, flushes and closes the files, and
-// merges per-point files.
+// finish writes interface statistics, flushes and closes the file, and
+// splits it into per-point files.
 func (w *Writer) finish() {
 	now := time.Now()
 	if w.err == nil {
@@ -1173,7 +1095,7 @@ func (w *Writer) finish() {
 		for _, s := range sinks {
 			for p := HostTX; p < numPoints; p++ {
 				if s.has(p) && s.outs[p] == nil && s.dropped[p].Load() != 0 {
-					if err := w.addIntfs(s, p); err != nil {
+					if err := w.addIntfs(s); err != nil {
 						w.fail(err)
 						break
 					}
@@ -1181,7 +1103,7 @@ func (w *Writer) finish() {
 			}
 		}
 	}
-	if w.main != nil && w.main.ng == nil && w.err == nil {
+	if w.main.ng == nil && w.err == nil {
 		if err := w.placeholder(w.main); err != nil {
 			w.fail(fmt.Errorf("capture: write pcapng header: %w", err))
 		}
@@ -1204,7 +1126,7 @@ func (w *Writer) finish() {
 	w.flush()
 	w.closeOutputs()
 	if w.split != nil && w.err == nil {
-		if err := w.merge(now); err != nil {
+		if err := w.splitFile(now); err != nil {
 			w.fail(err)
 		}
 	}
@@ -1214,12 +1136,7 @@ func (w *Writer) finish() {
 }
 
 // name is the file name for messages.
-func (w *Writer) name() string {
-	if w.main != nil {
-		return w.main.name
-	}
-	return w.combined
-}
+func (w *Writer) name() string { return w.main.name }
 
 // isb is the interface statistics of s at p.
 func (s *sink) isb(p Point, start, end time.Time) pcapgo.NgInterfaceStatistics {

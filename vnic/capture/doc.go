@@ -1,8 +1,8 @@
 // Package capture records what vnic sees at its three capture points into
-// pcapng that Wireshark, tshark and tcpdump open — one file per capture
-// point (Options.PointFile) and, merged from them when the capture is
-// closed, one file with every point in time order — and streams a point
-// live to whoever asks (Tap):
+// pcapng that Wireshark, tshark and tcpdump open — one file with every
+// point in time order, written as packets come, and, split from it when
+// the capture is closed, one file per capture point (Options.PointFile) —
+// and streams a point live to whoever asks (Tap):
 //
 //   - <ifname>@host-tx: what the kernel handed the NIC. The same packets
 //     `tcpdump -i <ifname>` shows outbound: GSO super-packets up to 64 KiB
