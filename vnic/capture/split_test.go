@@ -11,10 +11,9 @@ import (
 	"vnic/vnic/virtio"
 )
 
-// TestPointFiles: with PointFile every capture point of every NIC gets a
-// file of its own, holding exactly that point's packets, and Close merges
-// them into the file Create named, in time order, with the same interfaces
-// and comments as a single file would have.
+// TestPointFiles: with PointFile, Close splits the file Create named
+// (every point, in time order, as without PointFile) into a file per
+// capture point of every NIC, holding exactly that point's packets.
 func TestPointFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "lab.pcapng")

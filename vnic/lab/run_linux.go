@@ -467,6 +467,11 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		}
 		pkts := view.Decode(sub)
 		opts := r.viewOptions(st)
+		if len(opts.Hops) == 0 && opts.Receiver != opts.Sender {
+			// Hosts between them that are not the lab's gVisor routers
+			// (a Linux router host's NICs): found in the capture.
+			opts.Hops = view.PathHops(pkts, opts.Sender, opts.Receiver)
+		}
 		opts.Counters = s.counters(sr.drops, hw)
 		shown := pkts
 		if opts.Filter != nil {

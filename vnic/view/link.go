@@ -586,3 +586,53 @@ func anyCounterAt(counters []Counter, ln *lane) bool {
 	}
 	return false
 }
+
+// PathHops finds, in a step's packets, the interfaces of the hosts
+// between Sender and Receiver that the sender's packets crossed: every
+// capture name other than theirs whose host-rx saw a packet from one of
+// the sender's addresses (an ingress, facing the sender) or whose host-tx
+// sent one on (an egress, facing the receiver), in the order the first
+// such packet reached them. A gVisor router's interfaces are named
+// <router>.<iface>, a Linux router host's vnic NICs <host>.<nic>: both are
+// found, however many NICs a host has.
+func PathHops(pkts []Packet, sender, receiver string) []Hop {
+	srcs := map[string]bool{}
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Valid && p.Ifname == sender && p.Point == capture.HostTX {
+			srcs[p.Src.String()] = true
+		}
+	}
+	type seen struct {
+		hop   Hop
+		first int // index of the first packet
+	}
+	found := map[string]*seen{}
+	for i := range pkts {
+		p := &pkts[i]
+		if !p.Valid || p.Ifname == sender || p.Ifname == receiver || !srcs[p.Src.String()] {
+			continue
+		}
+		if p.Point != capture.HostRX && p.Point != capture.HostTX {
+			continue
+		}
+		if _, ok := found[p.Ifname]; !ok {
+			found[p.Ifname] = &seen{Hop{Ifname: p.Ifname, Ingress: p.Point == capture.HostRX}, i}
+		}
+	}
+	var out []*seen
+	for _, s := range found {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *seen) int {
+		if c := pkts[a.first].TS.Compare(pkts[b.first].TS); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.first, b.first)
+	})
+	hops := make([]Hop, len(out))
+	for i, s := range out {
+		hops[i] = s.hop
+	}
+	return hops
+}

@@ -300,3 +300,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestPathHops: the interfaces between sender and receiver are found in
+// the capture, ingress (host-rx of the sender's packets) before egress
+// (host-tx), whatever the host is: a gVisor router's, or a router host's
+// vnic NICs.
+func TestPathHops(t *testing.T) {
+	mk := func(ifname string, pt capture.Point, us int, src string) capture.Record {
+		p := pkttest.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("198.18.2.2"), Payload: []byte("x")}
+		b := p.Build()
+		return capture.Record{Ifname: ifname, Point: pt, TS: at(us), Data: b, Len: len(b)}
+	}
+	pkts := Decode([]capture.Record{
+		mk("web.eth0", capture.HostTX, 0, "198.18.1.2"),
+		mk("web.eth0", capture.Wire, 0, "198.18.1.2"),
+		mk("rtr.eth1", capture.HostRX, 5, "198.18.1.2"),
+		mk("rtr.eth1", capture.HostTX, 6, "198.18.1.1"), // the router's own ICMP back
+		mk("rtr.eth0", capture.HostTX, 7, "198.18.1.2"),
+		mk("client.eth0", capture.HostRX, 9, "198.18.1.2"),
+	})
+	got := PathHops(pkts, "web.eth0", "client.eth0")
+	want := []Hop{{"rtr.eth1", true}, {"rtr.eth0", false}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("PathHops = %v, want %v", got, want)
+	}
+}
