@@ -90,13 +90,25 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx has TCP segments longer than the MSS (%d)", n.ifname, m), Pass: above > 0, Detail: detail}
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("no %s host-tx TCP segment is longer than the MSS (%d)", n.ifname, m), Pass: above == 0 && len(tx) > 0, Detail: detail}
-	case ExpectHostTXPayloads:
-		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+	case ExpectHostTXPayloads, ExpectHostRXPayloads:
+		point, name := capture.HostTX, "host-tx"
+		if e.Kind == ExpectHostRXPayloads {
+			point, name = capture.HostRX, "host-rx"
+		}
+		tx := tcpData(pkts, n.ifname, point, capture.DirUnknown)
 		got := make([]int, len(tx))
 		for i, p := range tx {
 			got[i] = p.Payload
 		}
-		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx data segments are %v", n.ifname, e.Sizes), Pass: slices.Equal(got, e.Sizes), Detail: "seen: " + lens(tx)}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s %s data segments are %v", n.ifname, name, e.Sizes), Pass: slices.Equal(got, e.Sizes), Detail: "seen: " + lens(tx)}
+	case ExpectHostTXMax:
+		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+		largest := 0
+		for _, p := range tx {
+			largest = max(largest, p.Payload)
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx has TCP data, no segment longer than %d", n.ifname, e.Size),
+			Pass: len(tx) > 0 && largest <= e.Size, Detail: fmt.Sprintf("%d data segments, largest %d: %s", len(tx), largest, lens(tx))}
 	case ExpectWireMax:
 		limit := e.Size
 		if limit == 0 {
@@ -152,12 +164,13 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 	case ExpectNoReply:
 		return view.ExpectationResult{Text: "no ping reply comes back", Pass: r.pings > 0 && r.replies == 0,
 			Detail: fmt.Sprintf("%d of %d replies%s", r.replies, r.pings, errNote(r.err))}
-	case ExpectDrop:
+	case ExpectDrop, ExpectEvent:
+		event := e.Kind == ExpectEvent
 		total := uint64(0)
 		var seen []string
 		for k, v := range r.drops {
 			nic, reason, _ := strings.Cut(k, ": ")
-			if nic != n.ifname {
+			if nic != n.ifname || isEvent(reason) != event {
 				continue
 			}
 			seen = append(seen, fmt.Sprintf("%s %d", reason, v))
@@ -166,11 +179,17 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			}
 		}
 		slices.Sort(seen)
+		detail := strings.Join(seen, ", ")
+		if event {
+			if detail == "" {
+				detail = "no events counted"
+			}
+			return view.ExpectationResult{Text: fmt.Sprintf("%s counts %s", n.ifname, e.Reason), Pass: total > 0, Detail: detail}
+		}
 		what := "a packet"
 		if e.Reason != "" {
 			what = "a packet (" + e.Reason + ")"
 		}
-		detail := strings.Join(seen, ", ")
 		if detail == "" {
 			detail = "no drops"
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/router"
@@ -22,7 +23,8 @@ import (
 // router (forwarding keeps no state); the NICs' wires follow cur.
 type labRouter struct {
 	cfg  Router
-	nics []*nic.NIC // by interface
+	nics []*nic.NIC      // by interface
+	caps []*capture.NIC // by interface: what tcpdump on it shows
 	log  func(msg string, args ...any)
 
 	mu  sync.Mutex // serialises changes
@@ -48,6 +50,8 @@ func (r *runner) newLabRouter(cfg Router) (*labRouter, error) {
 	lr := &labRouter{cfg: cfg, fw: cfg.Firewall, acc: map[string]uint64{}, log: r.log.Info}
 	for i, f := range cfg.Ifaces {
 		lr.nics = append(lr.nics, r.nicOf(f.Host))
+		name := cfg.ifaceName(i)
+		lr.caps = append(lr.caps, r.tap.Add(r.pcap.NIC(cfg.Name+"."+name), cfg.Name+"'s "+name))
 		lr.gro = append(lr.gro, groMode(f.GRO))
 		idx := i
 		r.nicOf(f.Host).Connect(nic.InjectFunc(func(pkts [][]byte) {
@@ -74,7 +78,7 @@ func (lr *labRouter) build() (*router.Router, error) {
 		}
 		n := lr.nics[i]
 		opt.Ifaces = append(opt.Ifaces, router.Iface{Name: c.ifaceName(i), Addrs: addrs, MTU: uint32(f.MTU),
-			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: n.Output})
+			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: n.Output, Capture: lr.caps[i]})
 	}
 	for _, rt := range c.Routes {
 		opt.Routes = append(opt.Routes, router.Route{Dst: netip.MustParsePrefix(rt.Dst), Iface: c.iface(rt.Iface)})

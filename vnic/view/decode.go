@@ -47,7 +47,7 @@ const (
 	// CsumPartial: the field holds only the pseudo-header sum, as the
 	// kernel leaves it for a NIC with checksum offload
 	// (CHECKSUM_PARTIAL, virtio NEEDS_CSUM). Normal at host-tx (and at
-	// host-rx after GRO); wrong on the wire (SCENARIOS.md story 5).
+	// host-rx after GRO); wrong on the wire (docs/stories.md, story 5).
 	CsumPartial
 	// CsumBad: neither complete nor partial.
 	CsumBad
