@@ -7,7 +7,7 @@ import (
 
 // Builtin returns the built-in scenarios, sorted by name.
 func Builtin() []Scenario {
-	s := []Scenario{tsoCapture(), forcedeth(), groRouter(), jumboFirewall(), checksumScenario()}
+	s := []Scenario{tsoCapture(), forcedeth(), groRouter(), jumboFirewall(), checksumScenario(), csumTrust(), gvisorGRO()}
 	slices.SortFunc(s, func(a, b Scenario) int {
 		switch {
 		case a.Name < b.Name:
@@ -546,6 +546,128 @@ func checksumScenario() Scenario {
 				Explanation: "With transmit checksum offload off the kernel computes every checksum itself " +
 					"(and, since TSO needs it, segments in software too): the host-tx capture now shows " +
 					"correct checksums, the NIC has nothing left to complete, and the transfer works again.",
+			},
+		},
+	}
+}
+
+// csumTrust is a NIC that vouches for checksums it never checked: the
+// veth driver of 2016 (story 6 of docs/stories.md).
+func csumTrust() Scenario {
+	return Scenario{
+		Name:  "csum-trust",
+		Title: "A NIC that vouches for checksums it never checked (veth, 2016)",
+		Story: "In 2016 engineers at Twitter traced \"impossible\" errors (malformed strings, missing " +
+			"fields) in services on a few racks to the network: TCP checksum errors had spiked there, " +
+			"yet corrupted data reached applications. Reproduced with a tc rule corrupting packets: " +
+			"between two hosts on bare metal no corrupted byte reached the server (the kernel dropped " +
+			"the segment for its bad checksum and TCP sent it again); with the server in a container " +
+			"behind a veth pair, corrupted data did. The veth driver marked every packet it passed as " +
+			"checksum-verified (CHECKSUM_UNNECESSARY), including packets from the physical NIC that " +
+			"nothing had verified. The kernel fix (\"veth: don't modify ip_summed\") went in that year. " +
+			"The trap is in any NIC, virtual switch or driver that reports checksums it did not check.",
+		Hosts: []Host{
+			{Name: "client", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.1/15", "fd00::1/64"}, MTU: 1500}},
+			{Name: "server", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.2/15", "fd00::2/64"}, MTU: 1500}, Services: []string{"discard"}},
+		},
+		Links: []Link{{Kind: LinkWire, A: "client", B: "server", Impair: Impairments{Corrupt: 0.01, Seed: 7}}},
+		Steps: []Step{
+			{
+				Name: "an honest NIC, a wire that corrupts",
+				Description: "client sends 4 MiB to server over a cable that flips a byte in 1 % of " +
+					"packets (past the IP header); the server's NIC checks every checksum.",
+				Traffic: Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataIntact},
+					{Kind: ExpectDrop, Host: "server", Reason: "kernel TcpInCsumErrors"},
+				},
+				Explanation: "Each corrupted segment fails the checksum: the server's NIC does not vouch for " +
+					"it (GRO will not merge it), its kernel checks it, drops it and counts it " +
+					"(TcpInCsumErrors), and TCP sends it again. The application gets every byte as sent.",
+			},
+			{
+				Name: "a NIC that vouches for every checksum",
+				Description: "The server's NIC switched to model rx-csum-trusting (the daemon's knob: it " +
+					"reports every packet's checksum as good, as the 2016 veth did), then the same 4 MiB.",
+				Models:  []ModelChange{{Host: "server", Model: "rx-csum-trusting"}},
+				Traffic: Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataCorrupt},
+				},
+				Explanation: "Nothing checks the corrupted segments any more: the NIC merges them and hands " +
+					"the kernel packets whose checksum it says needs no check, the kernel believes it, TCP " +
+					"acknowledges them, and the application reads the wrong bytes — the corruption counters " +
+					"of the wire show how many packets were hit; no checksum error is counted anywhere.",
+			},
+			{
+				Name:        "the fix: a NIC that checks again",
+				Description: "The server's NIC back to the standard model (the fixed driver), then the same 4 MiB.",
+				Models:      []ModelChange{{Host: "server", Model: "standard"}},
+				Traffic:     Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataIntact},
+					{Kind: ExpectDrop, Host: "server", Reason: "kernel TcpInCsumErrors"},
+				},
+				Explanation: "The wire still corrupts, but every bad segment is dropped and sent again: " +
+					"corruption costs retransmissions, never data.",
+			},
+		},
+	}
+}
+
+// gvisorGRO is a userspace router that drops what GRO merged: gVisor's
+// netstack forwarding (story 7 of docs/stories.md).
+func gvisorGRO() Scenario {
+	return Scenario{
+		Name:  "gvisor-gro",
+		Title: "A userspace router that drops what GRO merged (gVisor, 2026)",
+		Story: "Docker inside gVisor (google/gvisor issue 14011, 2026): downloads into the containers " +
+			"crawled at about 35 KB/s. The host coalesced what it received (GRO) and handed the sandbox " +
+			"frames far larger than the MTU — 2868 to 20076 bytes against a 1466-byte link — and " +
+			"gVisor's netstack, forwarding them to the containers' bridge, asked \"is this packet bigger " +
+			"than the MTU?\" instead of \"would its segments fit?\": it dropped every one, without a " +
+			"word (no ICMP), so the sender advanced only by retransmitting single segments after " +
+			"timeouts. Linux forwards such packets, checking each future segment against the MTU " +
+			"(skb_gso_validate_network_len), and segments them on the way out.",
+		Hosts: routed("web", "client", NIC{MTU: 1500}, NIC{MTU: 1500}),
+		Links: []Link{},
+		Routers: []Router{{
+			Name: "sandbox",
+			Ifaces: []RouterIface{
+				{Name: "eth1", Host: "web", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, GRO: GRODropsMerged},
+				{Name: "eth0", Host: "client", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
+			},
+		}},
+		Steps: []Step{
+			{
+				Name: "GRO on, gVisor's forwarding",
+				Description: "web sends a 4 MiB response to client through the sandbox's netstack (GRO on " +
+					"its eth1, MTU 1500 everywhere); given up after 3 s.",
+				Traffic: stalled("web", "client", false),
+				Expect: []Expectation{
+					{Kind: ExpectStalls},
+					{Kind: ExpectNoICMPFragNeeded, Host: "web"},
+					{Kind: ExpectDrop, Host: "sandbox", Reason: "eth1: gro merged dropped"},
+				},
+				Explanation: "web's wire carries 1500-byte packets; the sandbox's GRO merges them, and its " +
+					"forwarding drops every merged packet bigger than eth0's 1500 bytes (the sandbox lane " +
+					"shows them crossed out). Unlike the 2014 router, it says nothing: no ICMP reaches " +
+					"web, whose TCP only learns of the loss by timeouts and sends one segment again — " +
+					"which, alone, has nothing to merge with and gets through. The transfer crawls.",
+			},
+			{
+				Name: "the fix: forward what GRO merged, as Linux does",
+				Description: "The sandbox's forwarding fixed (GRO fixed: merged packets forwarded whole, " +
+					"their segments checked against the MTU, cut on the way out), then the same response.",
+				Router:  []RouterChange{{Router: "sandbox", Iface: "eth1", GRO: GROFixed}},
+				Traffic: Traffic{Kind: TrafficSend, From: "web", To: "client", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectBytesArrive},
+					{Kind: ExpectWireMax, Host: "client", Size: 1500},
+				},
+				Explanation: "GRO still merges, but the forwarding checks each future segment against " +
+					"eth0's MTU and the egress NIC cuts the merged packet back into 1500-byte ones: the " +
+					"response arrives whole, at full speed.",
 			},
 		},
 	}

@@ -29,6 +29,8 @@ var builtinWants = map[string][]string{
 	"gro-router":     {"router (forwarding): too big for the next link", "ethtool -K eth1 gro off", "GRO merged packet handed to forwarding whole", "router.eth1"},
 	"jumbo-firewall": {"firewall (firewall rule drop-jumbo): above 1500 bytes", "--set-mss 1400", "MSS of a SYN clamped", "ethtool -K eth0 tso off"},
 	"checksum":       {"basil's kernel: bad TCP checksum (TcpInCsumErrors)", "ethtool -K eth0 tx off", "no-csum", "BAD CSUM"},
+	"csum-trust":     {"server's kernel: bad TCP checksum (TcpInCsumErrors)", "rx-csum-trusting", "not the bytes sent"},
+	"gvisor-gro":     {"dropped without a word (no ICMP)", "sandbox.eth1"},
 }
 
 // TestBuiltinLabs runs every built-in lab once, as a teacher would, and
@@ -138,6 +140,9 @@ func checkTerminal(t *testing.T, text string) {
 var storyOnly = map[string]map[int]string{
 	"forcedeth":  {26577: "the story's sequence numbers", 35265: "the story's sequence numbers", 32369: "the story's sequence numbers"},
 	"gro-router": {2014: "the story's year"},
+	"csum-trust": {2016: "the story's year"},
+	"gvisor-gro": {14011: "the story's issue number", 2026: "the story's year", 2868: "a frame size the story's reporter saw",
+		20076: "a frame size the story's reporter saw", 1466: "the story's link MTU", 2014: "the year of the gro-router story"},
 }
 
 var figure = regexp.MustCompile(`\d[\d,]*\d|\d`)

@@ -111,6 +111,9 @@ func (s *Scenario) routerCounter(rt *Router, what string, n uint64, all map[stri
 	if iface, c, ok := strings.Cut(what, ": "); ok && rt.iface(iface) >= 0 {
 		i := rt.iface(iface)
 		switch c {
+		case "gro merged dropped":
+			return view.Counter{Where: r + " " + iface, Reason: "GRO merged packet bigger than the next link's MTU: dropped without a word (no ICMP)", Count: n,
+				LastSeen: routerPoints(rt), Limit: s.egressMTU(rt), LimitName: "next link's MTU"}, true
 		case "gro merged forwarded whole":
 			return view.Counter{Where: r + " " + iface, Reason: "GRO merged packet handed to forwarding whole (the 2014 bug: it meets the MTU check)", Count: n, Event: true}, true
 		case "frag-needed sent":

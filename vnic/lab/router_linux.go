@@ -40,6 +40,8 @@ func groMode(s string) router.GROMode {
 		return router.GROBuggy2014
 	case GROFixed:
 		return router.GROFixed
+	case GRODropsMerged:
+		return router.GRODropsMerged
 	}
 	return router.GROOff
 }
@@ -197,6 +199,7 @@ func routerCounters(st router.Stats) map[string]uint64 {
 	}
 	for _, f := range st.Ifaces {
 		put(f.Name+": gro merged forwarded whole", f.GROStats.ForwardedWhole)
+		put(f.Name+": gro merged dropped", f.GROStats.DroppedMerged)
 		put(f.Name+": frag-needed sent", f.ICMP.FragNeeded)
 		put(f.Name+": packet-too-big sent", f.ICMP.PacketTooBig)
 		put(f.Name+": oversize dropped", f.Drops.Oversize)

@@ -263,7 +263,6 @@ func dropName(d nic.Drop) string {
 	return d.Reason
 }
 
-
 // listenTap offers the run's NICs live (vnic capture, the Wireshark
 // extcap) as lab-NAME-SUFFIX/HOST.NIC@POINT; nil (and a warning) when it
 // cannot.
@@ -312,7 +311,6 @@ func (r *runner) newPeer(l Link, a *nic.NIC) error {
 	a.Connect(p)
 	return nil
 }
-
 
 // nicKey resolves a reference to a NIC ("host.nic", or "host" for a host
 // with one NIC; Validate checked it) to its nicID.
@@ -493,9 +491,9 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 		if h, _, _ := strings.Cut(sr.recvNIC, "."); d == nil && h != "" {
 			d = r.discard[h] // To is one of a host's addresses
 		}
-		var recv0 int64
+		var recv0, corrupt0 int64
 		if d != nil {
-			recv0 = d.bytes.Load()
+			recv0, corrupt0 = d.bytes.Load(), d.corrupt.Load()
 		}
 		addr := net.JoinHostPort(dst.String(), fmt.Sprint(traffic.PortDiscard))
 		res, err := traffic.Send(ctx, traffic.Options{Netns: r.ns[t.From], Addr: addr, Bytes: t.Bytes,
@@ -514,6 +512,7 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 				d.abort()
 			}
 			sr.res.bytesRecv = d.bytes.Load() - recv0
+			sr.res.corrupt = d.corrupt.Load() - corrupt0
 		}
 		sr.trafficLog = fmt.Sprintf("[%s] send %d bytes to %s: %d sent in %v%s", t.From, t.Bytes, addr, res.Bytes, res.Elapsed.Round(time.Microsecond), errNote(err))
 	case TrafficPing:
@@ -779,12 +778,15 @@ func wrap(s string, width int) string {
 // discardService is a TCP discard server (RFC 863) in a namespace: it
 // reads each connection to EOF, counting, then closes it.
 type discardService struct {
-	lns    []net.Listener
-	bytes  atomic.Int64
-	active atomic.Int64
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
+	lns   []net.Listener
+	bytes atomic.Int64
+	// corrupt counts the bytes read that differ from traffic.Pattern at
+	// their offset: corruption that reached the application.
+	corrupt atomic.Int64
+	active  atomic.Int64
+	mu      sync.Mutex
+	conns   map[net.Conn]bool
+	wg      sync.WaitGroup
 }
 
 func startDiscard(ns string, port int) (*discardService, error) {
@@ -827,9 +829,14 @@ func (d *discardService) serve(ln net.Listener) {
 				defer d.wg.Done()
 				defer d.active.Add(-1)
 				buf := make([]byte, 64<<10)
+				var off int64
 				for {
 					n, err := c.Read(buf)
 					d.bytes.Add(int64(n))
+					// What traffic.Send wrote is its pattern: count the
+					// bytes the application got wrong.
+					d.corrupt.Add(int64(traffic.PatternErrors(off, buf[:n])))
+					off += int64(n)
 					if err != nil {
 						break
 					}

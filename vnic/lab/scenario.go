@@ -68,9 +68,10 @@ type Router struct {
 
 // GRO modes of a router interface (router.GROMode).
 const (
-	GROOff       = "off"
-	GROBuggy2014 = "buggy-2014"
-	GROFixed     = "fixed"
+	GROOff         = "off"
+	GROBuggy2014   = "buggy-2014"
+	GROFixed       = "fixed"
+	GRODropsMerged = "drops-merged"
 )
 
 // RouterIface is a router interface wired to Host's NIC.
@@ -89,7 +90,9 @@ type RouterIface struct {
 	// switch that receives unsegmented super-packets (story 4).
 	MaxReceive int `yaml:"max_receive,omitempty"`
 	// GRO is the receive path's GRO: "off" (default), "buggy-2014" (the
-	// Debian 3.2.60 forwarding bug of story 3) or "fixed".
+	// Debian 3.2.60 forwarding bug of story 3), "drops-merged" (gVisor's
+	// forwarding dropping merged packets silently, google/gvisor#14011)
+	// or "fixed".
 	GRO string `yaml:"gro,omitempty"`
 }
 
@@ -361,6 +364,15 @@ const (
 	// it is what tcpdump on that interface shows (on a router: story 3's
 	// clue).
 	ExpectHostRXAboveMTU = "host-rx-above-mtu"
+	// ExpectDataIntact: a send's receiving application (the lab's discard
+	// service) read every byte, each one as sent (traffic.Pattern).
+	ExpectDataIntact = "data-intact"
+	// ExpectDataCorrupt: the receiving application read bytes that are
+	// not the ones sent: corruption got past every checksum.
+	ExpectDataCorrupt = "data-corrupt"
+	// ExpectNoICMPFragNeeded: the host's wire brought it no ICMP
+	// "fragmentation needed" or "packet too big" at all.
+	ExpectNoICMPFragNeeded = "no-icmp-frag-needed"
 )
 
 // Expectation is one claim about a step.
@@ -559,7 +571,8 @@ func (s *Scenario) Validate() error {
 
 var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectHostTXMax, ExpectHostRXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
 	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectEvent, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
-	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad, ExpectHostRXAboveMTU}
+	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad, ExpectHostRXAboveMTU,
+	ExpectDataIntact, ExpectDataCorrupt, ExpectNoICMPFragNeeded}
 
 // router returns the router named name.
 func (s *Scenario) router(name string) *Router {
@@ -589,7 +602,9 @@ func (rt *Router) iface(name string) int {
 	return -1
 }
 
-func validGRO(m string) bool { return m == "" || m == GROOff || m == GROBuggy2014 || m == GROFixed }
+func validGRO(m string) bool {
+	return m == "" || m == GROOff || m == GROBuggy2014 || m == GROFixed || m == GRODropsMerged
+}
 
 func (rt *Router) validateFirewall(rules []FirewallRule) error {
 	for _, f := range rules {
@@ -641,7 +656,7 @@ func (s *Scenario) validateRouters(seen map[string]bool, link func(what, ref str
 				}
 			}
 			if !validGRO(f.GRO) {
-				return fmt.Errorf("lab %s: router %s: interface %s: gro %q: use off, buggy-2014 or fixed", s.Name, rt.Name, n, f.GRO)
+				return fmt.Errorf("lab %s: router %s: interface %s: gro %q: use off, buggy-2014, drops-merged or fixed", s.Name, rt.Name, n, f.GRO)
 			}
 		}
 		for _, r := range rt.Routes {
@@ -665,7 +680,7 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		}
 		if c.GRO != "" || c.Iface != "" {
 			if rt.iface(c.Iface) < 0 || c.GRO == "" || !validGRO(c.GRO) {
-				return fmt.Errorf("%s: router %s: gro %q on interface %q: need a known interface and off, buggy-2014 or fixed", where, rt.Name, c.GRO, c.Iface)
+				return fmt.Errorf("%s: router %s: gro %q on interface %q: need a known interface and off, buggy-2014, drops-merged or fixed", where, rt.Name, c.GRO, c.Iface)
 			}
 		}
 		if c.Firewall != nil {
