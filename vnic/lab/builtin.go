@@ -137,6 +137,12 @@ func forcedeth() Scenario {
 		return NIC{Name: "eth0", Addrs: []string{addr, addr6}, MTU: 9000, HWMTU: 1500}
 	}
 	const route2 = "ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.1"
+	// server1's route with congestion control cubic, which leaves the
+	// smallest super-packet to tcp_min_tso_segs (BBR sets its own), and
+	// that at 4 segments: on a loaded machine the pacing rate, measured
+	// from a slow handshake, would otherwise cut the super-packets
+	// smaller than the story's.
+	const route1 = "sysctl -qw net.ipv4.tcp_min_tso_segs=4 && ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.254 congctl cubic"
 	return Scenario{
 		Name:  "forcedeth",
 		Title: "The forcedeth NIC that segments behind your back (hardware MTU < MTU)",
@@ -160,7 +166,8 @@ func forcedeth() Scenario {
 				Description: "server2 announces MSS 1460 (`advmss 1460`: the story's connection had MSS 1448) " +
 					"and an 11584-byte window (`initrwnd 8`), without GRO (the story's 2.6.26 forcedeth " +
 					"had none); server1 sends it 8688 bytes, the story's 26577:35265.",
-				Setup:   []Cmd{{Host: "server2", Run: route2 + " advmss 1460 initrwnd 8 && ethtool -K eth0 gro off"}},
+				Setup: []Cmd{{Host: "server2", Run: route2 + " advmss 1460 initrwnd 8 && ethtool -K eth0 gro off"},
+					{Host: "server1", Run: route1}},
 				Traffic: Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 8688},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXPayloads, Sizes: []int{5792, 2896}},
@@ -178,8 +185,9 @@ func forcedeth() Scenario {
 			{
 				Name:        "TCP at MTU 9000",
 				Description: "server2 back to its defaults (MSS 8960 announced, GRO on); server1 sends 100,000 bytes over TCP to server2.",
-				Setup:       []Cmd{{Host: "server2", Run: route2 + " && ethtool -K eth0 gro on"}},
-				Traffic:     Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 100000},
+				Setup: []Cmd{{Host: "server2", Run: route2 + " && ethtool -K eth0 gro on"},
+					{Host: "server1", Run: "sysctl -qw net.ipv4.tcp_min_tso_segs=2 && ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.254"}},
+				Traffic: Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 100000},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXAboveMSS, Size: 1448},
 					{Kind: ExpectWireMax, Size: 1500},

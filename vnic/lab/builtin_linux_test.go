@@ -428,8 +428,20 @@ func checkWireshark(t *testing.T, s Scenario, res Result) {
 			}
 		}
 	}
-	for _, f := range files {
-		rep := tsharktest.Expert(t, tshark, f)
+	reps := make([]tsharktest.Report, len(files))
+	// A sending kernel may retransmit on its own on a loaded machine (a
+	// tail-loss probe when an ACK comes late): its own capture (host-tx)
+	// then shows the retransmission, which is real, not the NIC's doing,
+	// and so are the receiver's duplicate ACK and what follows downstream.
+	kernelRetrans := false
+	for i, f := range files {
+		reps[i] = tsharktest.Expert(t, tshark, f)
+		if strings.HasSuffix(f, ".host-tx.pcapng") && reps[i].Events[tsharktest.Retrans] > 0 {
+			kernelRetrans = true
+		}
+	}
+	for i, f := range files {
+		rep := reps[i]
 		name := filepath.Base(f)
 		if n := rep.Events[tsharktest.Malformed] + rep.Events[tsharktest.Overlap]; n > 0 {
 			t.Errorf("%s: %d malformed packets or overlapping fragments", name, n)
@@ -437,7 +449,17 @@ func checkWireshark(t *testing.T, s Scenario, res Result) {
 		for _, p := range rep.Phantoms {
 			t.Errorf("%s: an event that did not happen: %s", name, p)
 		}
-		if n := rep.Events[tsharktest.Retrans] + rep.Events[tsharktest.OutOfOrder] + rep.Events[tsharktest.DupACK]; !lossy && n > 0 {
+		if lossy {
+			continue
+		}
+		if n := rep.Events[tsharktest.OutOfOrder]; n > 0 {
+			t.Errorf("%s: %d out-of-order segments in a lab where nothing is lost (the NIC never reorders): %v", name, n, rep.Events)
+		}
+		if n := rep.Events[tsharktest.Retrans] + rep.Events[tsharktest.DupACK]; n > 0 {
+			if kernelRetrans {
+				t.Logf("%s: %v: a sending kernel retransmitted on its own (its host-tx shows it)", name, rep.Events)
+				continue
+			}
 			t.Errorf("%s: %d TCP analysis events in a lab where nothing is lost: %v", name, n, rep.Events)
 		}
 	}
