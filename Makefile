@@ -9,13 +9,22 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: all build deps up pair demo test test-short race fuzz bench bench-micro bench-pair bench-farend bench-nic lint fmt clean
+.PHONY: all build deps up pair demo test test-short race fuzz bench bench-micro bench-pair bench-farend bench-nic lint fmt clean install-extcap
 
 all: build
 
 ## build: the vnic binary, bin/vnic.
 build:
 	$(GO) build -o bin/vnic ./cmd/vnic
+
+## install-extcap: make every running vnic's capture points Wireshark/tshark
+##                 interfaces (tshark -i vnic0@wire): bin/vnic linked as
+##                 vnic-extcap into Wireshark's extcap directory.
+EXTCAP_DIR ?= $(shell tshark -G folders 2>/dev/null | awk -F'\t+' '/^Extcap path/ {print $$2}')
+install-extcap: build
+	@test -n "$(EXTCAP_DIR)" || { echo "no Wireshark extcap directory (is tshark installed? make deps)"; exit 1; }
+	ln -sf $(CURDIR)/bin/vnic $(EXTCAP_DIR)/vnic-extcap
+	@echo "installed: $(EXTCAP_DIR)/vnic-extcap; try: tshark -D | grep @wire"
 
 ## deps: install what a fresh Debian/Ubuntu machine lacks (iproute2, ethtool,
 ##       tcpdump, tshark, iperf3, ping, nc, curl); quick when all are there.
@@ -35,7 +44,7 @@ up: deps build
 pair: deps build
 	./bin/vnic up --netns vnic-a --wire netns:vnic-b
 
-## demo: the tso-capture lab (SCENARIOS.md story 1): ginger's tcpdump vs the
+## demo: the tso-capture lab (docs/stories.md, story 1): ginger's tcpdump vs the
 ##       wire vs basil's tcpdump, GSO on and off; lab-out/ gets the pcapng and
 ##       report.html.
 demo: deps build

@@ -14,7 +14,7 @@ import (
 // segment of an established connection.
 var tsTCPOptions = []byte{1, 1, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78}
 
-// The example from DESIGN.md, seen on the 6.18 kernel: a 10,000-byte
+// The kernel-oracle example (package kerneltest), seen on the 6.18 kernel: a 10,000-byte
 // payload at gso_size 1448 comes out as 6 × 1448 + 1312.
 func TestTSOTenThousandBytesIsSixByMSSPlusRemainder(t *testing.T) {
 	p := pkttest.Packet{ID: 0x1234, DF: true, Seq: 1000, Ack: 5, Flags: pkttest.ACK | pkttest.PSH, Payload: pkttest.Payload(10000, 1)}

@@ -46,7 +46,8 @@ func newLabList() *cobra.Command {
 
 func newLabRun() *cobra.Command {
 	var out string
-	var color bool
+	var color, full bool
+	var width int
 	c := &cobra.Command{
 		Use:   "run NAME|FILE.yaml",
 		Short: "Run a lab scenario: print each step's side-by-side view, write the pcapng and report.html into --out",
@@ -65,7 +66,7 @@ func newLabRun() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := lab.Run(ctx, *s, lab.Options{Out: out, Stdout: cmd.OutOrStdout(), Color: color})
+			res, err := lab.Run(ctx, *s, lab.Options{Out: out, Stdout: cmd.OutOrStdout(), Color: color, Full: full, Width: width})
 			if err != nil {
 				return err
 			}
@@ -75,8 +76,10 @@ func newLabRun() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&out, "out", "lab-out", "directory for <scenario>.pcapng and report.html; files created 0600, since they hold packet payloads, and never written through a symlink or into another user's file")
+	c.Flags().StringVar(&out, "out", "lab-out", "directory for the pcapng files (<scenario>.pcapng, and one per capture point) and report.html; files created 0600, since they hold packet payloads, and never written through a symlink or into another user's file")
 	c.Flags().BoolVar(&color, "color", false, "ANSI colours in the views")
+	c.Flags().BoolVar(&full, "full", false, "print every side-by-side row of every step (by default a summary and the rows around the first interesting event; the report has all)")
+	c.Flags().IntVar(&width, "width", 100, "fit the output in this many columns")
 	return c
 }
 

@@ -28,7 +28,12 @@ import (
 )
 
 func main() {
-	cmd, err := newRoot().ExecuteC()
+	root := newRoot()
+	if isExtcapCall(os.Args) {
+		// Wireshark calls its extcap with extcap flags only.
+		root.SetArgs(append([]string{"extcap"}, os.Args[1:]...))
+	}
+	cmd, err := root.ExecuteC()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vnic:", err)
 		// A mistyped flag or command: say where the right ones are.
@@ -54,7 +59,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newUp(), newStat(), newLab())
+	root.AddCommand(newUp(), newStat(), newLab(), newCapture(), newExtcap())
 	return root
 }
 

@@ -230,6 +230,32 @@ func (e *env) devPath(ctx context.Context) (*path, error) {
 	return p, e.iperf3(ctx, p, "dv", nA, nB, netip.MustParsePrefix(farB).Addr().String())
 }
 
+// wireSizeVethPath is a veth pair nA ⇄ nB whose sender has TSO and GSO
+// off: the kernel carrying wire-size frames, the reference for the dev:
+// wire (which puts wire-size frames on its interface), beside the plain
+// veth's 64 KiB super-packets.
+func (e *env) wireSizeVethPath(ctx context.Context) (*path, error) {
+	nA, err := e.namedNetns("wsa")
+	if err != nil {
+		return nil, err
+	}
+	nB, err := e.namedNetns("wsb")
+	if err != nil {
+		return nil, err
+	}
+	if err := veth(nA, "w1", farA, nB, "w2", farB, 1500); err != nil {
+		return nil, err
+	}
+	if err := ethtool.SetFeatures(nA, "w1", map[string]bool{"tso": false, "gso": false}); err != nil {
+		return nil, err
+	}
+	if err := ethtool.SetFeatures(nB, "w2", map[string]bool{"rx-gro": true}); err != nil {
+		return nil, err
+	}
+	p := &path{name: "veth, wire-size"}
+	return p, e.iperf3(ctx, p, "ws", nA, nB, netip.MustParsePrefix(farB).Addr().String())
+}
+
 // farendSuite runs the far ends against the kernel's and prints the table.
 func farendSuite(ctx context.Context, e *env, o benchOptions) error {
 	started := time.Now()
@@ -253,7 +279,11 @@ func farendSuite(ctx context.Context, e *env, o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	paths := []*path{vx, kx, dv, veth}
+	ws, err := e.wireSizeVethPath(ctx)
+	if err != nil {
+		return err
+	}
+	paths := []*path{vx, kx, dv, veth, ws}
 	streams := []int{1, 4}
 	var cells []*cell
 	find := func(p *path, n int) *cell {
@@ -295,7 +325,8 @@ func farendSuite(ctx context.Context, e *env, o benchOptions) error {
 		o.runs, o.dur, time.Since(started).Round(time.Second))
 	fmt.Fprintf(&b, "  VXLAN paths: underlay uA ⇄ uB, a veth pair of MTU %d with the kernel's default offloads; VNI %s, UDP 4789\n", underMTU, farVNI)
 	fmt.Fprintf(&b, "  vnic VXLAN wire: TAP vnics in nA and nB, daemons in uA and uB (--wire vxlan:); kernel VXLAN: vxlan devices made in uA/uB, moved into nA/nB\n")
-	fmt.Fprintf(&b, "  vnic dev: wire: a TAP vnic in nA on v1 (daemon in D), v1's veth peer v2 in nB (GRO on, as a NIC's); veth: a veth pair nA ⇄ nB\n")
+	fmt.Fprintf(&b, "  vnic dev: wire: a TAP vnic in nA on v1 (daemon in D), v1's veth peer v2 in nB (GRO on, as a NIC's); veth: a veth pair nA ⇄ nB;\n")
+	fmt.Fprintf(&b, "  veth, wire-size: the same with TSO and GSO off on the sender (GRO on at the receiver): the kernel moving wire-size frames\n")
 	fmt.Fprintf(&b, "  CPU s/GB: system = all cores' busy time (/proc/stat) per GB received; daemons = both daemons' utime+stime per GB\n")
 	fmt.Fprintf(&b, "background load, 1 s with no traffic of ours: %.2f cores busy before, %.2f after\n\n", bgBefore, bgAfter)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -312,7 +343,7 @@ func farendSuite(ctx context.Context, e *env, o benchOptions) error {
 	tw.Flush()
 	fmt.Fprintf(&b, "\nratios of medians, same run (✓ target met, ✗ not met)\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "streams\tvnic VXLAN / kernel VXLAN (≥ 0.80)\tsystem CPU/GB vnic / kernel VXLAN\tdev: wire / veth\tsystem CPU/GB dev: / veth\t\n")
+	fmt.Fprintf(tw, "streams\tvnic VXLAN / kernel VXLAN (≥ 0.80)\tsystem CPU/GB vnic / kernel VXLAN\tdev: wire / veth\tdev: wire / veth, wire-size\tsystem CPU/GB dev: / veth, wire-size\t\n")
 	met, total := 0, 0
 	sys := func(c *cell) float64 { return c.perGB(func(s sample) float64 { return s.sysCPU }) }
 	for _, n := range streams {
@@ -326,8 +357,8 @@ func farendSuite(ctx context.Context, e *env, o benchOptions) error {
 		if math.IsNaN(r) {
 			mark = "—"
 		}
-		fmt.Fprintf(tw, "%d\t%.2f %s\t%.2f\t%.2f\t%.2f\t\n", n, r, mark, sys(find(vx, n))/sys(find(kx, n)),
-			find(dv, n).median()/find(veth, n).median(), sys(find(dv, n))/sys(find(veth, n)))
+		fmt.Fprintf(tw, "%d\t%.2f %s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", n, r, mark, sys(find(vx, n))/sys(find(kx, n)),
+			find(dv, n).median()/find(veth, n).median(), find(dv, n).median()/find(ws, n).median(), sys(find(dv, n))/sys(find(ws, n)))
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "targets met: %d of %d\n", met, total)

@@ -25,7 +25,8 @@
 #   - icmp.type == 3 && icmp.code == 4 (icmpv6.type == 2) on the guest's
 #     wire, mtu 1500; the quoted header names the dropped super-packet.
 #   - tcp.options.mss_val in the SYN-ACKs: 1460, then 1400 with the clamp.
-#   - the "drops:" lines: "firewall drop-jumbo: dropped N".
+#   - the "did not arrive" lines: "N  firewall (firewall rule drop-jumbo):
+#     above 1500 bytes: dropped".
 #
 # TRY IT BY HAND (as root)
 #   bin/vnic lab run jumbo-firewall --out /tmp/fw    # also writes report.html
@@ -84,7 +85,7 @@ read -r fn4 fn6 fn_bad < <(awk -F'\t' '{ if ($1 != "") { v4++; if ($1 != 1500) b
 note "on guest.eth0@wire: $fn4 ICMP frag needed, $fn6 ICMPv6 packet too big, $fn_bad with an MTU other than 1500"
 printf "    \$ tcpdump -nn -r jumbo-firewall.pcapng 'icmp[0] == 3 or icmp6[0] == 2' | head -2\n"
 tcpdump -nn -r "$PCAP" 'icmp[0] == 3 or icmp6[0] == 2' 2>/dev/null | awk 'NR <= 2 { print "      " $0 }'
-fw_drops=$(awk -F'drop-jumbo: dropped ' '/^drops:/ && NF > 1 { split($2, a, ","); s += a[1] } END { print s + 0 }' "$WORK/jumbo-firewall.txt")
+fw_drops=$(lab_count "$WORK/jumbo-firewall.txt" 'firewall rule drop-jumbo\\): above')
 note "firewall counters, all steps: drop-jumbo dropped $fw_drops"
 
 say "3. MSS clamping (step 3): the SYN-ACK says 1400, the super-packets stay"

@@ -186,10 +186,18 @@ lab_run() {
 	VNIC_PID=""
 }
 
-# lab_summary FILE: the step headers, drop counters and expectation
-# results of a `vnic lab run` text, indented.
+# lab_summary FILE: the step headers, what did not arrive and the events
+# (their counts start a line), and the expectation results of a `vnic lab
+# run` text, indented.
 lab_summary() {
-	grep -E '━━|^drops:|^  (PASS|FAIL) |^lab .* (PASSED|FAILED)' "$1" | sed 's/^/      /' || true
+	grep -E '━━|^did not arrive|^events|^ +[0-9]+  [^ ]|^  (PASS|FAIL) |^lab .* (PASSED|FAILED)' "$1" | sed 's/^/      /' || true
+}
+
+# lab_count FILE PATTERN: the sum of the counts on the summary lines of a
+# `vnic lab run` text ("    31  router (forwarding): ...") that match
+# PATTERN (an awk regular expression), over every step.
+lab_count() {
+	awk -v re="$2" '/^ +[0-9]+  / && $0 ~ re { s += $1 } END { print s + 0 }' "$1"
 }
 
 # lab_finish: print the verdict; exit 1 if any check failed.

@@ -366,7 +366,7 @@ func TestCloseTwice(t *testing.T) {
 		t.Errorf("Stats after Close = %+v", s)
 	}
 	// An empty capture still opens.
-	recs, err := ReadFile(w.name)
+	recs, err := ReadFile(w.name())
 	if err != nil || len(recs) != 0 {
 		t.Fatalf("empty capture: %d records, %v", len(recs), err)
 	}

@@ -1,5 +1,8 @@
 // Package capture records what vnic sees at its three capture points into
-// one pcapng file that Wireshark, tshark and tcpdump open:
+// pcapng that Wireshark, tshark and tcpdump open — one file with every
+// point in time order, written as packets come, and, split from it when
+// the capture is closed, one file per capture point (Options.PointFile) —
+// and streams a point live to whoever asks (Tap):
 //
 //   - <ifname>@host-tx: what the kernel handed the NIC. The same packets
 //     `tcpdump -i <ifname>` shows outbound: GSO super-packets up to 64 KiB
@@ -59,8 +62,25 @@
 // keeps its original length in the file.
 //
 // A nil *Writer (and a nil *NIC) is a valid, disabled recorder: every method
-// is a no-op that returns 0, so the daemon holds a nil writer when capture
-// is off and pays one nil check per call.
+// is a no-op that returns 0. A NIC is what the data path holds; writers
+// attach to it (Writer.NIC, Options.Sources, Writer.Attach) and detach, so
+// a NIC that nothing records — no file, nobody watching live — costs one
+// atomic load per packet and numbers nothing.
+//
+// # Files and time order
+//
+// Each point's packets appear once in their per-point file, so
+// Wireshark's TCP analysis finds there only what happened at that point;
+// in the merged file the same bytes show at two or three points, which
+// TCP analysis reads as retransmissions and overlaps that never happened:
+// it is for the comments and the picture.
+//
+// The data path stamps each packet with the time its goroutine started the
+// batch, and several goroutines record the same point (the transmit loop
+// out, the receive side in), so packets reach the writer slightly out of
+// timestamp order. The writer holds them for Options.Reorder and writes
+// them in timestamp order; a packet later than that keeps the file in
+// order with a moved timestamp and a comment saying by how much.
 //
 // # Numbering
 //

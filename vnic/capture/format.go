@@ -98,7 +98,7 @@ const (
 // pad4 returns how many bytes pad n to a multiple of 4.
 func pad4(n int) int { return -n & 3 }
 
-// writeEPB writes r as an Enhanced Packet Block into w.bw, with comment
+// writeEPB writes r as an Enhanced Packet Block into o, stamped tsn, with comment
 // and r's direction in the flags option; writer goroutine only.
 //
 // It does what pcapgo.NgWriter.WritePacketWithOptions does (timestamps
@@ -109,7 +109,7 @@ func pad4(n int) int { return -n & 3 }
 // 9 small writes. Here it is three writes into the 1 MiB buffer (the one
 // NgWriter writes its other blocks into): header, data, then padding,
 // options and trailer.
-func (w *Writer) writeEPB(intf int, r *rec, comment []byte) error {
+func (w *Writer) writeEPB(o *output, intf int, r *rec, tsn int64, comment []byte) error {
 	if len(comment) > maxOptionLen {
 		comment = comment[:maxOptionLen]
 	}
@@ -119,7 +119,7 @@ func (w *Writer) writeEPB(intf int, r *rec, comment []byte) error {
 		optLen += 4 + len(comment) + pad4(len(comment))
 	}
 	total := epbHeaderSize + capLen + pad4(capLen) + optLen + 4
-	ts := uint64(r.ts.UnixNano())
+	ts := uint64(tsn)
 
 	b := w.epb[:0]
 	b = binary.LittleEndian.AppendUint32(b, blockEPB)
@@ -151,12 +151,12 @@ func (w *Writer) writeEPB(intf int, r *rec, comment []byte) error {
 	b = binary.LittleEndian.AppendUint32(b, uint32(total))
 	w.epb = b
 
-	if _, err := w.bw.Write(b[:head]); err != nil {
+	if _, err := o.bw.Write(b[:head]); err != nil {
 		return err
 	}
-	if _, err := w.bw.Write(r.data); err != nil {
+	if _, err := o.bw.Write(r.data); err != nil {
 		return err
 	}
-	_, err := w.bw.Write(b[head:])
+	_, err := o.bw.Write(b[head:])
 	return err
 }

@@ -11,7 +11,7 @@ import (
 // and the numbers its comment is made of (formatted by the writer, not the
 // caller).
 type rec struct {
-	nic     *NIC
+	sink    *sink
 	point   Point
 	dir     Dir
 	ts      time.Time
@@ -20,6 +20,8 @@ type rec struct {
 	merged  int    // host-rx: wire packets merged
 	origin  Origin // wire
 	origLen int
+	seq     uint64 // arrival order at the writer (ties in the reorder window)
+	tsn     int64  // ts in UnixNano, once at the writer
 	data    []byte // data = buf[:captured length]
 	buf     []byte
 	class   int8 // pool index, -1 for an unpooled oversize buffer
@@ -73,4 +75,56 @@ func putRec(r *rec) {
 	buf, class := r.buf, r.class
 	*r = rec{buf: buf, class: class}
 	pools[class].Put(r)
+}
+
+// recHeap is the writer's reorder window: a binary min-heap of records by
+// timestamp, then arrival. Records mostly arrive in order, so a push
+// usually stops at once.
+type recHeap []*rec
+
+func (h recHeap) less(i, j int) bool {
+	if h[i].tsn != h[j].tsn {
+		return h[i].tsn < h[j].tsn
+	}
+	return h[i].seq < h[j].seq
+}
+
+func (h *recHeap) push(r *rec) {
+	*h = append(*h, r)
+	a := *h
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !a.less(i, p) {
+			break
+		}
+		a[i], a[p] = a[p], a[i]
+		i = p
+	}
+}
+
+func (h *recHeap) pop() *rec {
+	a := *h
+	r := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a[n] = nil
+	a = a[:n]
+	i := 0
+	for {
+		l, m := 2*i+1, i
+		if l < n && a.less(l, m) {
+			m = l
+		}
+		if l+1 < n && a.less(l+1, m) {
+			m = l + 1
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return r
 }

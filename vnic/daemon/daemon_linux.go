@@ -87,7 +87,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		names = []string{capName(cfg.Netns, "a", cfg.Name), capName(far, "b", cfg.Name)}
 	}
 	if cfg.Pcap != "" {
-		co := capture.Options{Ifnames: names, Snaplen: cfg.Snaplen, Logger: d.log}
+		co := capture.Options{Ifnames: names, Snaplen: cfg.Snaplen, Logger: d.log,
+			PointFile: capture.PointPath(cfg.Pcap, far != "")}
 		if cfg.Mode == ModeTAP {
 			co.LinkType = layers.LinkTypeEthernet
 		}
@@ -101,8 +102,26 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			}
 		})
 	}
+	// Every NIC is on the daemon's live tap (vnic capture, the Wireshark
+	// extcap), recorded there only while someone watches.
+	tap, terr := capture.ListenTap(capture.TapPath(strings.TrimSuffix(filepath.Base(cfg.Control), ".sock")),
+		"vnic up "+cfg.Name+" netns "+cfg.Netns, d.log)
+	if terr != nil {
+		d.log.Warn("no live capture (vnic capture, the Wireshark extcap)", "err", terr)
+	}
+	d.closers = append(d.closers, func() { _ = tap.Close() })
+	caps := make([]*capture.NIC, len(names))
+	for i, name := range names {
+		if caps[i] = d.pcap.NIC(name); caps[i] == nil {
+			caps[i] = capture.NewNIC(name)
+		}
+		if cfg.Mode == ModeTAP {
+			caps[i].SetLinkType(layers.LinkTypeEthernet) // the live tap's too
+		}
+		tap.Add(caps[i], name)
+	}
 	opt := cfg.nicOptions()
-	opt.Capture = d.pcap.NIC(names[0])
+	opt.Capture = caps[0]
 	if d.nic, err = nic.Open(ctx, opt); err != nil {
 		return nil, withNetns(err, cfg.Netns)
 	}
@@ -129,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		d.vx.Start(d.nic)
 	case far != "":
 		fo := opt
-		fo.Netns, fo.Addrs, fo.Capture = far, cfg.farPrefixes(), d.pcap.NIC(names[1])
+		fo.Netns, fo.Addrs, fo.Capture = far, cfg.farPrefixes(), caps[1]
 		fo.MAC = nil // its own address, derived from its namespace
 		fo.Logger = cfg.Logger.With("end", "far")
 		if d.far, err = nic.Open(ctx, fo); err != nil {

@@ -228,7 +228,7 @@ func tcpInCsumErrors(t *testing.T, ns string) int {
 }
 
 // TestNoCsumThroughRouter: NIC A leaves checksums partial on its wire
-// (ModelNoCsum, SCENARIOS.md story 5); the gVisor router forwards what it
+// (ModelNoCsum, docs/stories.md story 5); the gVisor router forwards what it
 // gets without checking L4 checksums (a router never does), and NIC B's
 // receive side must still verify them, as a NIC with rx-checksumming
 // does — so B's kernel drops them (TcpInCsumErrors, tcp_v4_rcv) and no

@@ -663,7 +663,7 @@ func TestE2EWireGuardEngine(t *testing.T) {
 	t.Logf("wire: %d packets out, %d in", out, in)
 }
 
-// TestE2EHardwareMTU is the forcedeth NIC of SCENARIOS.md: MTU 9000, but
+// TestE2EHardwareMTU is the forcedeth NIC of docs/stories.md: MTU 9000, but
 // the hardware only does 1500. TCP is cut to fit by the NIC's TSO, both
 // the kernel's super-packets and its single jumbo segments; anything else
 // larger (a 3000-byte ping) is dropped and counted; jumbo frames sent to

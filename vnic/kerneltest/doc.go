@@ -1,7 +1,7 @@
 // Package kerneltest runs packets through the running kernel's own software
 // GSO and GRO, so that vnic's pure-Go engines (segment, coalesce) can be
 // differential-tested against the real thing: "the kernel is the oracle"
-// (DESIGN.md). Every oracle lives in a fresh, named, throwaway network
+// (README.md). Every oracle lives in a fresh, named, throwaway network
 // namespace holding two TUN devices, `in` and `out`, with forwarding on
 // between them; nothing leaves the namespace, and everything is removed in
 // t.Cleanup. Only 198.18.0.0/15 and fd00::/8 are routed (out of `out`).
@@ -66,7 +66,7 @@
 // engine's input). Nothing else in the IP header changes.
 //
 // GSO:
-//   - The DESIGN.md example (TCPV4, gso_size 1448, 10,000 payload bytes)
+//   - The worked example (TCPV4, gso_size 1448, 10,000 payload bytes)
 //     comes out as 6 × 1448 + 1312, IPv4 IDs incrementing from the
 //     super-packet's and wrapping 0xffff → 0, PSH and FIN only on the last
 //     segment, every checksum complete.
@@ -110,7 +110,7 @@
 //     packets within 65535 bytes.
 //
 // GRO:
-//   - The DESIGN.md example: the 7 segments of the GSO example come out as
+//   - The worked example: the 7 segments of the GSO example come out as
 //     one 10,052-byte packet with flags NEEDS_CSUM, gso_type TCPV4,
 //     gso_size 1448, csum_start 20, csum_offset 16 and hdr_len 1500 — the
 //     whole first packet (skb_headlen), which is why hdr_len from the

@@ -92,7 +92,7 @@ func TestNetnsIsRemovedAndThreadRestored(t *testing.T) {
 	}
 }
 
-// TestKernelTSODesignExample is the DESIGN.md recipe: 10,000 bytes at
+// TestKernelTSODesignExample is the package doc's recipe: 10,000 bytes at
 // gso_size 1448 come out as 6 × 1448 + 1312, IDs incrementing, PSH only on
 // the last segment, checksums complete, TTL one lower.
 func TestKernelTSODesignExample(t *testing.T) {
@@ -208,7 +208,7 @@ func TestKernelTSOWrongFamilyDropped(t *testing.T) {
 	}
 }
 
-// TestKernelGRODesignExample is the DESIGN.md recipe: the 7 segments of
+// TestKernelGRODesignExample is the package doc's recipe: the 7 segments of
 // the TSO example merge into one 10,052-byte packet whose header says
 // NEEDS_CSUM, TCPV4, gso_size 1448, csum_start 20, csum_offset 16, and
 // hdr_len 1500 (the whole first packet).

@@ -7,7 +7,7 @@ import (
 
 // Builtin returns the built-in scenarios, sorted by name.
 func Builtin() []Scenario {
-	s := []Scenario{tsoCapture(), forcedeth(), groRouter(), jumboFirewall(), checksumScenario()}
+	s := []Scenario{tsoCapture(), forcedeth(), groRouter(), jumboFirewall(), checksumScenario(), csumTrust(), gvisorGRO()}
 	slices.SortFunc(s, func(a, b Scenario) int {
 		switch {
 		case a.Name < b.Name:
@@ -30,26 +30,38 @@ func Lookup(name string) (Scenario, bool) {
 	return Scenario{}, false
 }
 
-// tsoCapture is SCENARIOS.md story 1: "Len is far bigger than the MSS".
+// tsoCapture is story 1 of docs/stories.md: "Len is far bigger than the
+// MSS".
 func tsoCapture() Scenario {
+	// The story's receiver announced a 5792-byte window (4 × 1448) and
+	// acked every segment at once; its sender started with 3 segments.
+	storyWindow := []Cmd{
+		{Host: "basil", Run: "ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.0.2 initrwnd 4 quickack 1 && ethtool -K eth0 gro off"},
+		{Host: "ginger", Run: "ethtool -K eth0 tso on && ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.0.1 initcwnd 3 congctl reno"},
+	}
 	return Scenario{
 		Name:  "tso-capture",
 		Title: "Len is far bigger than the MSS (TSO/GSO capture discrepancy)",
-		Story: "A teaching lab: host ginger sends 10,000 bytes with netcat to host basil " +
-			"(MTU 1500, TCP timestamps on, so MSS 1448). With GSO on, the sender's capture " +
-			"shows data segments larger than the MSS (2896, 1448, 2896, 1448, 1312); after " +
-			"`ethtool -K eth0 gso off` it shows 1448 × 6 + 1312. The capture point sits " +
-			"between the kernel and the NIC; segmentation happens after it; the wire never " +
-			"carried the big packets.",
+		Story: "A teaching lab: host ginger sends 10,000 bytes with netcat to host basil (MTU 1500, TCP " +
+			"timestamps on, so MSS 1448). In the original, on a 2.6-era kernel with TSO off and GSO on, " +
+			"the sender's tcpdump showed data segments of 2896, 1448, 2896, 1448 and 1312 bytes — larger " +
+			"than the MSS — and after `ethtool -K eth0 gso off` 1448 × 6 + 1312. The capture point sits " +
+			"between the kernel and the NIC; segmentation happens after it; the wire never carried the big " +
+			"packets.\n\n" +
+			"Today's kernel captures after its own software GSO, so TSO off alone already shows 1448 × 6 + " +
+			"1312 (step 2), and only the NIC's TSO makes super-packets visible: vnic's TSO is on by default " +
+			"(step 1). With the story's window and start (step 3) ginger's capture shows the story's " +
+			"2896-byte packets again: half the receiver's 5792-byte window.",
 		Hosts: []Host{
 			{Name: "ginger", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.1/15", "fd00::1/64"}, MTU: 1500}},
 			{Name: "basil", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.2/15", "fd00::2/64"}, MTU: 1500}, Services: []string{"discard"}},
 		},
-		Links: []Link{{Kind: LinkWire, A: "ginger", B: "basil"}},
+		// The story's acks came back about 2 ms after each segment.
+		Links: []Link{{Kind: LinkWire, A: "ginger", B: "basil", Impair: Impairments{Delay: time.Millisecond}}},
 		Steps: []Step{
 			{
-				Name:        "GSO on",
-				Description: "ginger sends 10,000 bytes over TCP to basil:9 (nc basil 9 < 10000 bytes), offloads as the NIC offers them (TSO/GSO on).",
+				Name:        "TSO on",
+				Description: "ginger sends 10,000 bytes over TCP to basil:9 (nc basil 9 < 10000 bytes), offloads as the NIC offers them (TSO and GSO on).",
 				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 10000},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXAboveMSS},
@@ -58,14 +70,14 @@ func tsoCapture() Scenario {
 				},
 				Explanation: "ginger's host-tx column is what `tcpdump -i eth0` shows on ginger: the kernel " +
 					"hands the NIC super-packets with a gso_size of 1448, so the capture shows TCP " +
-					"lengths above the MSS. The NIC (TSO) cuts them into 1448-byte segments after " +
+					"lengths far above the MSS. The NIC (TSO) cuts them into 1448-byte segments after " +
 					"the capture point: the wire column never has a packet above 1500 bytes. basil's " +
 					"host-rx column is what tcpdump shows on basil: GRO merged the segments again.",
 			},
 			{
-				Name:        "GSO and TSO off",
-				Description: "`ethtool -K eth0 gso off tso off` on ginger, then the same 10,000 bytes.",
-				Setup:       []Cmd{{Host: "ginger", Run: "ethtool -K eth0 gso off tso off"}},
+				Name:        "the story's setting: TSO off, GSO on",
+				Description: "`ethtool -K eth0 tso off` on ginger (GSO stays on, as in the story), then the same 10,000 bytes.",
+				Setup:       []Cmd{{Host: "ginger", Run: "ethtool -K eth0 tso off"}},
 				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 10000},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXWithinMSS},
@@ -73,15 +85,37 @@ func tsoCapture() Scenario {
 					{Kind: ExpectHostTXEqualsWire},
 					{Kind: ExpectBytesArrive},
 				},
-				Explanation: "With segmentation off, the kernel segments in software before the capture " +
-					"point: ginger's capture shows 1448 × 6 + 1312, exactly what crossed the wire. " +
-					"Nothing changed on the wire between the two steps; only where the capture sits " +
-					"relative to the segmentation did.",
+				Explanation: "Without TSO the kernel segments in software (GSO) — and today's capture tap " +
+					"sits after that, in the driver's transmit path: ginger's capture shows 1448 × 6 + " +
+					"1312, exactly what crossed the wire, with GSO still on. The story's kernel tapped " +
+					"before software GSO, which is why its tcpdump saw super-packets until `gso off`. " +
+					"(`gso off` alone, TSO on, changes nothing here: TSO is the NIC's.)",
 			},
 			{
-				Name:        "IPv6, GSO on",
-				Description: "`ethtool -K eth0 gso on tso on` on ginger, then 10,000 bytes to basil over IPv6 (fd00::2).",
-				Setup:       []Cmd{{Host: "ginger", Run: "ethtool -K eth0 gso on tso on"}},
+				Name: "the story's window: TSO on, 5792-byte window, 3 segments to start",
+				Description: "TSO on again; basil announces a 5792-byte window (`initrwnd 4`), acks every segment " +
+					"(`quickack 1`, GRO off) over a wire that takes 1 ms each way; ginger starts with 3 segments " +
+					"(`initcwnd 3`, Reno), as the story's hosts did. The same 10,000 bytes.",
+				Setup:   storyWindow,
+				Traffic: Traffic{Kind: TrafficSend, From: "ginger", To: "basil", Bytes: 10000},
+				Expect: []Expectation{
+					{Kind: ExpectHostTXAboveMSS},
+					{Kind: ExpectHostTXMax, Size: 2896},
+					{Kind: ExpectWireMax, Size: 1500},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "ginger's capture shows the story's 2896-byte packets: the kernel never builds a " +
+					"super-packet larger than half the largest window the receiver announced " +
+					"(tcp_bound_to_half_wnd), and basil announced 5792. The first flight, the story's " +
+					"2896 + 1448, leaves today as three packets of 1448: today's kernel also keeps each " +
+					"super-packet within half the congestion window (tcp_cwnd_test), and half of 3 " +
+					"segments is one. basil's tcpdump, with GRO off, shows every 1448-byte segment as " +
+					"it crossed the wire, and acks each.",
+			},
+			{
+				Name:        "IPv6, TSO on",
+				Description: "GRO on again on basil; then 10,000 bytes to basil over IPv6 (fd00::2).",
+				Setup:       []Cmd{{Host: "basil", Run: "ethtool -K eth0 gro on"}},
 				Traffic:     Traffic{Kind: TrafficSend, From: "ginger", To: "basil", IPv6: true, Bytes: 10000},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXAboveMSS},
@@ -95,22 +129,32 @@ func tsoCapture() Scenario {
 	}
 }
 
-// forcedeth is SCENARIOS.md story 2: a NIC whose hardware MTU (1500) is
-// below the MTU it accepts (9000), that cuts TCP behind the kernel's back
+// forcedeth is story 2 of docs/stories.md: a NIC whose hardware MTU (1500)
+// is below the MTU it accepts (9000), that cuts TCP behind the kernel's back
 // and drops everything else that is too big.
 func forcedeth() Scenario {
 	nic := func(addr, addr6 string) NIC {
 		return NIC{Name: "eth0", Addrs: []string{addr, addr6}, MTU: 9000, HWMTU: 1500}
 	}
+	const route2 = "ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.1"
+	// server1's route with congestion control cubic, which leaves the
+	// smallest super-packet to tcp_min_tso_segs (BBR sets its own), and
+	// that at 4 segments: on a loaded machine the pacing rate, measured
+	// from a slow handshake, would otherwise cut the super-packets
+	// smaller than the story's.
+	const route1 = "sysctl -qw net.ipv4.tcp_min_tso_segs=4 && ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.254 congctl cubic"
 	return Scenario{
 		Name:  "forcedeth",
 		Title: "The forcedeth NIC that segments behind your back (hardware MTU < MTU)",
 		Story: "An nForce MCP55 NIC (forcedeth 0.61, kernel 2.6.26): MTU set to 9000 on server1 and " +
-			"server2, but the hardware only does 1500. The driver accepts MTU 9000 and silently uses " +
-			"TSO to cut TCP into 1448-byte segments: server1's capture shows segments far above 1448 " +
-			"(5792, 2896), server2's the same byte ranges as 1448-byte segments. Non-TCP traffic is " +
-			"not rescued: `ping -s 10000` leaves server1 as two IP fragments and only the small last " +
-			"one arrives; the echo never completes. Fix: MTU 1500, matching the hardware.",
+			"server2, but the hardware only does 1500. The driver accepts MTU 9000 and silently uses TSO to " +
+			"cut TCP into 1448-byte segments. In an HTTP download from server1, whose connection had an MSS " +
+			"of 1448, server1's capture showed segments of 5792 and 2896 bytes, server2's the same byte " +
+			"ranges as 1448-byte segments (step 1). When both ends announce MTU 9000 the kernel sends " +
+			"8948-byte segments and super-packets of them, and the NIC cuts every one into 1448-byte " +
+			"pieces (step 2). Non-TCP traffic is not rescued: `ping -s 10000` leaves server1 as two IP " +
+			"fragments and only the small last one arrives; the echo never completes. Fix: MTU 1500, " +
+			"matching the hardware.",
 		Hosts: []Host{
 			{Name: "server1", NIC: nic("198.18.101.254/15", "fd00:101::254/64")},
 			{Name: "server2", NIC: nic("198.18.101.1/15", "fd00:101::1/64"), Services: []string{"discard"}},
@@ -118,19 +162,42 @@ func forcedeth() Scenario {
 		Links: []Link{{Kind: LinkWire, A: "server1", B: "server2"}},
 		Steps: []Step{
 			{
+				Name: "the story's download: MSS 1448",
+				Description: "server2 announces MSS 1460 (`advmss 1460`: the story's connection had MSS 1448) " +
+					"and an 11584-byte window (`initrwnd 8`), without GRO (the story's 2.6.26 forcedeth " +
+					"had none); server1 sends it 8688 bytes, the story's 26577:35265.",
+				Setup: []Cmd{{Host: "server2", Run: route2 + " advmss 1460 initrwnd 8 && ethtool -K eth0 gro off"},
+					{Host: "server1", Run: route1}},
+				Traffic: Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 8688},
+				Expect: []Expectation{
+					{Kind: ExpectHostTXPayloads, Sizes: []int{5792, 2896}},
+					{Kind: ExpectHostRXPayloads, Host: "server2", Sizes: []int{1448, 1448, 1448, 1448, 1448, 1448}},
+					{Kind: ExpectWireMax, Size: 1500},
+					{Kind: ExpectBytesArrive},
+				},
+				Explanation: "server1's capture shows the story's 5792 and 2896: super-packets of 4 and 2 " +
+					"segments of 1448 (the kernel keeps each within half the receiver's 11584-byte window). " +
+					"The NIC cuts them into 1448-byte segments, each with its own TCP header, no IP " +
+					"fragmentation; server2's capture shows the same byte ranges as six 1448-byte segments. " +
+					"With an MSS of 1448 every segment fits the 1500-byte hardware anyway: this is what " +
+					"any TSO NIC does.",
+			},
+			{
 				Name:        "TCP at MTU 9000",
-				Description: "server1 sends 100,000 bytes over TCP to server2 (the HTTP download of the story); both NICs have MTU 9000 and a hardware MTU of 1500.",
-				Traffic:     Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 100000},
+				Description: "server2 back to its defaults (MSS 8960 announced, GRO on); server1 sends 100,000 bytes over TCP to server2.",
+				Setup: []Cmd{{Host: "server2", Run: route2 + " && ethtool -K eth0 gro on"},
+					{Host: "server1", Run: "sysctl -qw net.ipv4.tcp_min_tso_segs=2 && ip route replace 198.18.0.0/15 dev eth0 proto kernel scope link src 198.18.101.254"}},
+				Traffic: Traffic{Kind: TrafficSend, From: "server1", To: "server2", Bytes: 100000},
 				Expect: []Expectation{
 					{Kind: ExpectHostTXAboveMSS, Size: 1448},
 					{Kind: ExpectWireMax, Size: 1500},
 					{Kind: ExpectBytesArrive},
 				},
 				Explanation: "The kernel believes the MTU (MSS 8948) and hands the NIC packets and super-packets " +
-					"far above 1448 bytes of payload: that is server1's capture. The NIC cuts every TCP " +
-					"packet into 1448-byte segments that fit its 1500-byte hardware, each with its own " +
-					"TCP header, no IP fragmentation: the wire never carries more than 1500 bytes. The " +
-					"transfer works, so nobody notices.",
+					"of 8948-byte segments: that is server1's capture. The NIC cuts every TCP packet into " +
+					"1448-byte segments that fit its 1500-byte hardware, each with its own TCP header, no " +
+					"IP fragmentation: the wire never carries more than 1500 bytes. The transfer works, so " +
+					"nobody notices.",
 			},
 			{
 				Name:        "ping -s 10000 at MTU 9000",
@@ -213,7 +280,7 @@ func routed(a, b string, aNIC, bNIC NIC) []Host {
 	}
 }
 
-// groRouter is SCENARIOS.md story 3: the Debian 3.2.60 router whose GRO
+// groRouter is story 3 of docs/stories.md: the Debian 3.2.60 router whose GRO
 // broke forwarding.
 func groRouter() Scenario {
 	return Scenario{
@@ -246,7 +313,8 @@ func groRouter() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectICMPFragNeeded, Host: "web.eth0", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectEvent, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectDrop, Host: "router", Reason: "forwarding: packet too big"},
 				},
 				Explanation: "The web server's wire carries nothing above 1500 bytes, all with DF. The router's " +
 					"GRO merges them into packets of small multiples of 1448 bytes and forwards the merged " +
@@ -264,7 +332,8 @@ func groRouter() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectICMPFragNeeded, Host: "web.eth0", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectEvent, Host: "router", Reason: "eth1: gro merged forwarded whole"},
+					{Kind: ExpectDrop, Host: "router", Reason: "forwarding: packet too big"},
 				},
 				Explanation: "IPv6 has no DF bit because routers never fragment: a router with a packet too big " +
 					"for the next link drops it and answers ICMPv6 \"packet too big, mtu 1500\" (type 2). GRO " +
@@ -327,7 +396,7 @@ func linuxRouted(hosts []Host) []Host {
 	})
 }
 
-// jumboFirewall is SCENARIOS.md story 4: TSO super-packets through a
+// jumboFirewall is story 4 of docs/stories.md: TSO super-packets through a
 // virtual switch that does not segment, into a 1500-byte firewall.
 func jumboFirewall() Scenario {
 	dropJumbo := FirewallRule{Name: "drop-jumbo", Iface: "eth0", DropAbove: 1500, ICMP: true}
@@ -391,7 +460,8 @@ func jumboFirewall() Scenario {
 				Expect: []Expectation{
 					{Kind: ExpectWireAbove, Host: "guest", Size: 1500},
 					{Kind: ExpectStalls},
-					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall clamp-synack: syn mss clamped"},
+					{Kind: ExpectEvent, Host: "firewall", Reason: "firewall clamp-synack: syn mss clamped"},
+					{Kind: ExpectDrop, Host: "firewall", Reason: "firewall drop-jumbo: dropped"},
 				},
 				Explanation: "The SYNs now carry MSS 1400 (see the clamp counters), so each super-packet is " +
 					"made of 1400-byte segments — but it is still one packet of up to 64 KiB on the wire: " +
@@ -413,7 +483,7 @@ func jumboFirewall() Scenario {
 	}
 }
 
-// checksumScenario is SCENARIOS.md story 5: checksum offload, "bad
+// checksumScenario is story 5 of docs/stories.md: checksum offload, "bad
 // checksum" in the capture, and a NIC that really leaves them bad.
 func checksumScenario() Scenario {
 	return Scenario{
@@ -484,6 +554,128 @@ func checksumScenario() Scenario {
 				Explanation: "With transmit checksum offload off the kernel computes every checksum itself " +
 					"(and, since TSO needs it, segments in software too): the host-tx capture now shows " +
 					"correct checksums, the NIC has nothing left to complete, and the transfer works again.",
+			},
+		},
+	}
+}
+
+// csumTrust is a NIC that vouches for checksums it never checked: the
+// veth driver of 2016 (story 6 of docs/stories.md).
+func csumTrust() Scenario {
+	return Scenario{
+		Name:  "csum-trust",
+		Title: "A NIC that vouches for checksums it never checked (veth, 2016)",
+		Story: "In 2016 engineers at Twitter traced \"impossible\" errors (malformed strings, missing " +
+			"fields) in services on a few racks to the network: TCP checksum errors had spiked there, " +
+			"yet corrupted data reached applications. Reproduced with a tc rule corrupting packets: " +
+			"between two hosts on bare metal no corrupted byte reached the server (the kernel dropped " +
+			"the segment for its bad checksum and TCP sent it again); with the server in a container " +
+			"behind a veth pair, corrupted data did. The veth driver marked every packet it passed as " +
+			"checksum-verified (CHECKSUM_UNNECESSARY), including packets from the physical NIC that " +
+			"nothing had verified. The kernel fix (\"veth: don't modify ip_summed\") went in that year. " +
+			"The trap is in any NIC, virtual switch or driver that reports checksums it did not check.",
+		Hosts: []Host{
+			{Name: "client", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.1/15", "fd00::1/64"}, MTU: 1500}},
+			{Name: "server", NIC: NIC{Name: "eth0", Addrs: []string{"198.18.0.2/15", "fd00::2/64"}, MTU: 1500}, Services: []string{"discard"}},
+		},
+		Links: []Link{{Kind: LinkWire, A: "client", B: "server", Impair: Impairments{Corrupt: 0.01, Seed: 7}}},
+		Steps: []Step{
+			{
+				Name: "an honest NIC, a wire that corrupts",
+				Description: "client sends 4 MiB to server over a cable that flips a byte in 1 % of " +
+					"packets (past the IP header); the server's NIC checks every checksum.",
+				Traffic: Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataIntact},
+					{Kind: ExpectDrop, Host: "server", Reason: "kernel TcpInCsumErrors"},
+				},
+				Explanation: "Each corrupted segment fails the checksum: the server's NIC does not vouch for " +
+					"it (GRO will not merge it), its kernel checks it, drops it and counts it " +
+					"(TcpInCsumErrors), and TCP sends it again. The application gets every byte as sent.",
+			},
+			{
+				Name: "a NIC that vouches for every checksum",
+				Description: "The server's NIC switched to model rx-csum-trusting (the daemon's knob: it " +
+					"reports every packet's checksum as good, as the 2016 veth did), then the same 4 MiB.",
+				Models:  []ModelChange{{Host: "server", Model: "rx-csum-trusting"}},
+				Traffic: Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataCorrupt},
+				},
+				Explanation: "Nothing checks the corrupted segments any more: the NIC merges them and hands " +
+					"the kernel packets whose checksum it says needs no check, the kernel believes it, TCP " +
+					"acknowledges them, and the application reads the wrong bytes — the corruption counters " +
+					"of the wire show how many packets were hit; no checksum error is counted anywhere.",
+			},
+			{
+				Name:        "the fix: a NIC that checks again",
+				Description: "The server's NIC back to the standard model (the fixed driver), then the same 4 MiB.",
+				Models:      []ModelChange{{Host: "server", Model: "standard"}},
+				Traffic:     Traffic{Kind: TrafficSend, From: "client", To: "server", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectDataIntact},
+					{Kind: ExpectDrop, Host: "server", Reason: "kernel TcpInCsumErrors"},
+				},
+				Explanation: "The wire still corrupts, but every bad segment is dropped and sent again: " +
+					"corruption costs retransmissions, never data.",
+			},
+		},
+	}
+}
+
+// gvisorGRO is a userspace router that drops what GRO merged: gVisor's
+// netstack forwarding (story 7 of docs/stories.md).
+func gvisorGRO() Scenario {
+	return Scenario{
+		Name:  "gvisor-gro",
+		Title: "A userspace router that drops what GRO merged (gVisor, 2026)",
+		Story: "Docker inside gVisor (google/gvisor issue 14011, 2026): downloads into the containers " +
+			"crawled at about 35 KB/s. The host coalesced what it received (GRO) and handed the sandbox " +
+			"frames far larger than the MTU — 2868 to 20076 bytes against a 1466-byte link — and " +
+			"gVisor's netstack, forwarding them to the containers' bridge, asked \"is this packet bigger " +
+			"than the MTU?\" instead of \"would its segments fit?\": it dropped every one, without a " +
+			"word (no ICMP), so the sender advanced only by retransmitting single segments after " +
+			"timeouts. Linux forwards such packets, checking each future segment against the MTU " +
+			"(skb_gso_validate_network_len), and segments them on the way out.",
+		Hosts: routed("web", "client", NIC{MTU: 1500}, NIC{MTU: 1500}),
+		Links: []Link{},
+		Routers: []Router{{
+			Name: "sandbox",
+			Ifaces: []RouterIface{
+				{Name: "eth1", Host: "web", Addrs: []string{"198.18.1.1/24", "fd00:1::1/64"}, MTU: 1500, GRO: GRODropsMerged},
+				{Name: "eth0", Host: "client", Addrs: []string{"198.18.2.1/24", "fd00:2::1/64"}, MTU: 1500},
+			},
+		}},
+		Steps: []Step{
+			{
+				Name: "GRO on, gVisor's forwarding",
+				Description: "web sends a 4 MiB response to client through the sandbox's netstack (GRO on " +
+					"its eth1, MTU 1500 everywhere); given up after 3 s.",
+				Traffic: stalled("web", "client", false),
+				Expect: []Expectation{
+					{Kind: ExpectStalls},
+					{Kind: ExpectNoICMPFragNeeded, Host: "web"},
+					{Kind: ExpectDrop, Host: "sandbox", Reason: "eth1: gro merged dropped"},
+				},
+				Explanation: "web's wire carries 1500-byte packets; the sandbox's GRO merges them, and its " +
+					"forwarding drops every merged packet bigger than eth0's 1500 bytes (the sandbox lane " +
+					"shows them crossed out). Unlike the 2014 router, it says nothing: no ICMP reaches " +
+					"web, whose TCP only learns of the loss by timeouts and sends one segment again — " +
+					"which, alone, has nothing to merge with and gets through. The transfer crawls.",
+			},
+			{
+				Name: "the fix: forward what GRO merged, as Linux does",
+				Description: "The sandbox's forwarding fixed (GRO fixed: merged packets forwarded whole, " +
+					"their segments checked against the MTU, cut on the way out), then the same response.",
+				Router:  []RouterChange{{Router: "sandbox", Iface: "eth1", GRO: GROFixed}},
+				Traffic: Traffic{Kind: TrafficSend, From: "web", To: "client", Bytes: 4 << 20, Timeout: 5 * time.Second},
+				Expect: []Expectation{
+					{Kind: ExpectBytesArrive},
+					{Kind: ExpectWireMax, Host: "client", Size: 1500},
+				},
+				Explanation: "GRO still merges, but the forwarding checks each future segment against " +
+					"eth0's MTU and the egress NIC cuts the merged packet back into 1500-byte ones: the " +
+					"response arrives whole, at full speed.",
 			},
 		},
 	}

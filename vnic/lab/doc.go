@@ -1,7 +1,7 @@
 // Package lab runs vnic labs: a small network of network namespaces joined
 // by vnic NICs (direct wires, or a gVisor peer host), steps that flip real
 // offload switches (ethtool -K) and send traffic, and the three views that
-// confused everyone in SCENARIOS.md — what the sender's tcpdump captured
+// confused everyone in the stories of docs/stories.md — what the sender's tcpdump captured
 // (host-tx), what crossed the wire, and what the receiver's tcpdump
 // captured (host-rx) — side by side, with expectations checked against
 // them, one pcapng for the whole run and an HTML report.

@@ -15,6 +15,7 @@ type stepResult struct {
 	bytesWanted int64             // send: Traffic.Bytes
 	bytesSent   int64             // send: what traffic.Send counted
 	bytesRecv   int64             // send: what the receiving discard service read (-1: not ours)
+	corrupt     int64             // send: bytes the discard service read that differ from what was sent
 	pings       int               // ping: requests
 	replies     int               // ping: replies
 	err         error             // traffic error
@@ -90,13 +91,25 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx has TCP segments longer than the MSS (%d)", n.ifname, m), Pass: above > 0, Detail: detail}
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("no %s host-tx TCP segment is longer than the MSS (%d)", n.ifname, m), Pass: above == 0 && len(tx) > 0, Detail: detail}
-	case ExpectHostTXPayloads:
-		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+	case ExpectHostTXPayloads, ExpectHostRXPayloads:
+		point, name := capture.HostTX, "host-tx"
+		if e.Kind == ExpectHostRXPayloads {
+			point, name = capture.HostRX, "host-rx"
+		}
+		tx := tcpData(pkts, n.ifname, point, capture.DirUnknown)
 		got := make([]int, len(tx))
 		for i, p := range tx {
 			got[i] = p.Payload
 		}
-		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx data segments are %v", n.ifname, e.Sizes), Pass: slices.Equal(got, e.Sizes), Detail: "seen: " + lens(tx)}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s %s data segments are %v", n.ifname, name, e.Sizes), Pass: slices.Equal(got, e.Sizes), Detail: "seen: " + lens(tx)}
+	case ExpectHostTXMax:
+		tx := tcpData(pkts, n.ifname, capture.HostTX, capture.DirUnknown)
+		largest := 0
+		for _, p := range tx {
+			largest = max(largest, p.Payload)
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("%s host-tx has TCP data, no segment longer than %d", n.ifname, e.Size),
+			Pass: len(tx) > 0 && largest <= e.Size, Detail: fmt.Sprintf("%d data segments, largest %d: %s", len(tx), largest, lens(tx))}
 	case ExpectWireMax:
 		limit := e.Size
 		if limit == 0 {
@@ -149,15 +162,26 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("all %d bytes arrive", r.bytesWanted), Pass: ok,
 			Detail: fmt.Sprintf("sent %d, %s%s", r.bytesSent, recv, errNote(r.err))}
+	case ExpectDataIntact, ExpectDataCorrupt:
+		if r.bytesRecv < 0 {
+			return view.ExpectationResult{Text: e.Kind, Detail: "the receiver is not one of the lab's discard services"}
+		}
+		detail := fmt.Sprintf("received %d bytes, %d of them not the bytes sent%s", r.bytesRecv, r.corrupt, errNote(r.err))
+		if e.Kind == ExpectDataIntact {
+			return view.ExpectationResult{Text: fmt.Sprintf("the application receives all %d bytes, every one as sent", r.bytesWanted),
+				Pass: r.bytesRecv == r.bytesWanted && r.corrupt == 0 && r.err == nil, Detail: detail}
+		}
+		return view.ExpectationResult{Text: "the application receives corrupted bytes", Pass: r.corrupt > 0, Detail: detail}
 	case ExpectNoReply:
 		return view.ExpectationResult{Text: "no ping reply comes back", Pass: r.pings > 0 && r.replies == 0,
 			Detail: fmt.Sprintf("%d of %d replies%s", r.replies, r.pings, errNote(r.err))}
-	case ExpectDrop:
+	case ExpectDrop, ExpectEvent:
+		event := e.Kind == ExpectEvent
 		total := uint64(0)
 		var seen []string
 		for k, v := range r.drops {
 			nic, reason, _ := strings.Cut(k, ": ")
-			if nic != n.ifname {
+			if nic != n.ifname || isEvent(reason) != event {
 				continue
 			}
 			seen = append(seen, fmt.Sprintf("%s %d", reason, v))
@@ -166,15 +190,33 @@ func evaluate(e Expectation, n nicInfo, pkts []view.Packet, r stepResult) view.E
 			}
 		}
 		slices.Sort(seen)
+		detail := strings.Join(seen, ", ")
+		if event {
+			if detail == "" {
+				detail = "no events counted"
+			}
+			return view.ExpectationResult{Text: fmt.Sprintf("%s counts %s", n.ifname, e.Reason), Pass: total > 0, Detail: detail}
+		}
 		what := "a packet"
 		if e.Reason != "" {
 			what = "a packet (" + e.Reason + ")"
 		}
-		detail := strings.Join(seen, ", ")
 		if detail == "" {
 			detail = "no drops"
 		}
 		return view.ExpectationResult{Text: fmt.Sprintf("%s drops %s and counts it", n.ifname, what), Pass: total > 0, Detail: detail}
+	case ExpectNoICMPFragNeeded:
+		count := 0
+		for _, p := range pkts {
+			if p.Ifname != n.ifname || p.Point != capture.Wire || p.Dir != capture.In || p.ICMP == nil {
+				continue
+			}
+			if ic := p.ICMP; ic.V6 && ic.Type == 2 || !ic.V6 && ic.Type == 3 && ic.Code == 4 {
+				count++
+			}
+		}
+		return view.ExpectationResult{Text: fmt.Sprintf("nothing tells %s its packets are too big (no ICMP frag needed / packet too big)", n.ifname),
+			Pass: count == 0, Detail: fmt.Sprintf("%d on %s's wire", count, n.ifname)}
 	case ExpectICMPFragNeeded:
 		want := e.Size
 		if want == 0 {

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"vnic/vnic/capture"
 	"vnic/vnic/kerneltest"
 	"vnic/vnic/nsutil"
 )
@@ -27,56 +25,6 @@ func leftovers(t *testing.T, name string) []string {
 		}
 	}
 	return out
-}
-
-func TestTSOCapture(t *testing.T) {
-	if testing.Short() {
-		t.Skip("root lab run")
-	}
-	kerneltest.RequireRoot(t)
-	s, ok := Lookup("tso-capture")
-	if !ok {
-		t.Fatal("no tso-capture")
-	}
-	before := len(leftovers(t, s.Name))
-	out := t.TempDir()
-	var stdout bytes.Buffer
-	res, err := Run(t.Context(), s, Options{Out: out, Stdout: &stdout})
-	t.Log("\n" + stdout.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Passed || res.Expectations == 0 {
-		t.Errorf("tso-capture: %d of %d expectations failed", res.Failed, res.Expectations)
-	}
-	html, err := os.ReadFile(filepath.Join(out, "report.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(html, []byte("<svg")) {
-		t.Error("report.html has no SVG")
-	}
-	recs, err := capture.ReadFile(filepath.Join(out, "tso-capture.pcapng"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	points := map[string]bool{}
-	for _, r := range recs {
-		points[r.Ifname+"@"+r.Point.String()] = true
-	}
-	for _, want := range []string{"ginger.eth0@host-tx", "ginger.eth0@wire", "basil.eth0@host-rx", "basil.eth0@wire"} {
-		if !points[want] {
-			t.Errorf("the pcapng has no packets at %s (has %v)", want, points)
-		}
-	}
-	for _, want := range []string{"Step 1/3: GSO on", "gso 1448", "PASSED"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
-	if got := leftovers(t, s.Name); len(got) != before {
-		t.Errorf("namespaces left: %v", got)
-	}
 }
 
 // TestCancelledRunCleansUp: a run whose context is cancelled (Ctrl-C)
@@ -98,15 +46,6 @@ func TestCancelledRunCleansUp(t *testing.T) {
 	if got := leftovers(t, s.Name); len(got) != before {
 		t.Errorf("namespaces left: %v", got)
 	}
-}
-
-func TestForcedeth(t *testing.T) {
-	if testing.Short() {
-		t.Skip("root lab run")
-	}
-	kerneltest.RequireRoot(t)
-	s, _ := Lookup("forcedeth")
-	runPasses(t, s)
 }
 
 // TestPeerLink: a host against the gVisor peer (its discard service).

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/nic"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/router"
@@ -22,7 +23,8 @@ import (
 // router (forwarding keeps no state); the NICs' wires follow cur.
 type labRouter struct {
 	cfg  Router
-	nics []*nic.NIC // by interface
+	nics []*nic.NIC      // by interface
+	caps []*capture.NIC // by interface: what tcpdump on it shows
 	log  func(msg string, args ...any)
 
 	mu  sync.Mutex // serialises changes
@@ -38,6 +40,8 @@ func groMode(s string) router.GROMode {
 		return router.GROBuggy2014
 	case GROFixed:
 		return router.GROFixed
+	case GRODropsMerged:
+		return router.GRODropsMerged
 	}
 	return router.GROOff
 }
@@ -48,6 +52,8 @@ func (r *runner) newLabRouter(cfg Router) (*labRouter, error) {
 	lr := &labRouter{cfg: cfg, fw: cfg.Firewall, acc: map[string]uint64{}, log: r.log.Info}
 	for i, f := range cfg.Ifaces {
 		lr.nics = append(lr.nics, r.nicOf(f.Host))
+		name := cfg.ifaceName(i)
+		lr.caps = append(lr.caps, r.tap.Add(r.pcap.NIC(cfg.Name+"."+name), cfg.Name+"'s "+name))
 		lr.gro = append(lr.gro, groMode(f.GRO))
 		idx := i
 		r.nicOf(f.Host).Connect(nic.InjectFunc(func(pkts [][]byte) {
@@ -74,7 +80,7 @@ func (lr *labRouter) build() (*router.Router, error) {
 		}
 		n := lr.nics[i]
 		opt.Ifaces = append(opt.Ifaces, router.Iface{Name: c.ifaceName(i), Addrs: addrs, MTU: uint32(f.MTU),
-			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: n.Output})
+			MaxReceive: uint32(f.MaxReceive), GRO: lr.gro[i], Output: n.Output, Capture: lr.caps[i]})
 	}
 	for _, rt := range c.Routes {
 		opt.Routes = append(opt.Routes, router.Route{Dst: netip.MustParsePrefix(rt.Dst), Iface: c.iface(rt.Iface)})
@@ -193,6 +199,7 @@ func routerCounters(st router.Stats) map[string]uint64 {
 	}
 	for _, f := range st.Ifaces {
 		put(f.Name+": gro merged forwarded whole", f.GROStats.ForwardedWhole)
+		put(f.Name+": gro merged dropped", f.GROStats.DroppedMerged)
 		put(f.Name+": frag-needed sent", f.ICMP.FragNeeded)
 		put(f.Name+": packet-too-big sent", f.ICMP.PacketTooBig)
 		put(f.Name+": oversize dropped", f.Drops.Oversize)

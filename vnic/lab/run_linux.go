@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +50,7 @@ type runner struct {
 	wires   map[string]*wire.Wire // "a→b"
 	routers map[string]*labRouter
 	pcap    *capture.Writer
+	tap     *capture.Tap // live capture of every NIC (vnic capture, the extcap)
 
 	mu      sync.Mutex
 	closers []func()
@@ -172,7 +172,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	}
 	var err error
 	co := capture.Options{Ifnames: ifnames, Block: true, Logger: r.log,
-		Comment: "vnic lab run " + s.Name + ": " + s.Title}
+		Comment: "vnic lab run " + s.Name + ": " + s.Title, PointFile: capture.PointPath(pcapPath, true), Reorder: 200 * time.Millisecond}
 	if s.tap() {
 		co.LinkType = layers.LinkTypeEthernet
 	}
@@ -185,6 +185,7 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			r.log.Warn("closing the capture", "err", err)
 		}
 	})
+	r.tap = r.listenTap()
 
 	for _, h := range s.Hosts {
 		for _, nc := range h.Nics() {
@@ -195,8 +196,11 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 			}
 			r.addrs[id] = addrs
 			r.addrs[h.Name] = append(r.addrs[h.Name], addrs...)
+			if s.tap() {
+				r.pcap.NIC(id).SetLinkType(layers.LinkTypeEthernet) // the live tap's too
+			}
 			n, err := nic.Open(ctx, nic.Options{Name: nc.Name, Netns: r.ns[h.Name], Addrs: addrs, MTU: nc.MTU,
-				HWMTU: nc.HWMTU, Model: nic.Model(nc.Model), Mode: nic.Mode(nc.Mode), Capture: r.pcap.NIC(id), Logger: r.log.With("host", h.Name)})
+				HWMTU: nc.HWMTU, Model: nic.Model(nc.Model), Mode: nic.Mode(nc.Mode), Capture: r.tap.Add(r.pcap.NIC(id), h.Name+"'s "+nc.Name), Logger: r.log.With("host", h.Name)})
 			if err != nil {
 				return fmt.Errorf("lab: host %s: %w", h.Name, err)
 			}
@@ -264,17 +268,27 @@ func (r *runner) setup(ctx context.Context, pcapPath string) error {
 	return ctx.Err()
 }
 
-// dropName is how a lab prints a NIC's drop counter: the reason, and
-// where it is not obvious (a frame the host sent, a wire packet arriving,
-// a frame refused by the host's kernel), the place.
+// dropName is how a lab names a NIC's drop counter: its reason (the
+// reasons tell the places apart), or for what the far end's NIC could
+// not segment, "far end" and the reason.
 func dropName(d nic.Drop) string {
-	switch d.Place {
-	case nic.HostRX.String():
-		return "kernel refused " + d.Reason
-	case nic.FarTX.String():
+	if d.Place == nic.FarTX.String() {
 		return "far end " + d.Reason
 	}
 	return d.Reason
+}
+
+// listenTap offers the run's NICs live (vnic capture, the Wireshark
+// extcap) as lab-NAME-SUFFIX/HOST.NIC@POINT; nil (and a warning) when it
+// cannot.
+func (r *runner) listenTap() *capture.Tap {
+	t, err := capture.ListenTap(capture.TapPath("lab-"+r.s.Name+"-"+r.suffix), "vnic lab run "+r.s.Name, r.log)
+	if err != nil {
+		r.log.Warn("no live capture of the lab's NICs", "err", err)
+		return nil
+	}
+	r.onClose(func() { _ = t.Close() })
+	return t
 }
 
 func (r *runner) newWire(l Link, to *nic.NIC) (*wire.Wire, error) {
@@ -332,9 +346,6 @@ func ipRecords(recs []capture.Record) []capture.Record {
 	}
 	return out
 }
-
-// nicID is a NIC's name in the lab and its capture: host.ifname.
-func nicID(host, ifname string) string { return host + "." + ifname }
 
 // nicKey resolves a reference to a NIC ("host.nic", or "host" for a host
 // with one NIC; Validate checked it) to its nicID.
@@ -515,9 +526,9 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 		if h, _, _ := strings.Cut(sr.recvNIC, "."); d == nil && h != "" {
 			d = r.discard[h] // To is one of a host's addresses
 		}
-		var recv0 int64
+		var recv0, corrupt0 int64
 		if d != nil {
-			recv0 = d.bytes.Load()
+			recv0, corrupt0 = d.bytes.Load(), d.corrupt.Load()
 		}
 		addr := net.JoinHostPort(dst.String(), fmt.Sprint(traffic.PortDiscard))
 		res, err := traffic.Send(ctx, traffic.Options{Netns: r.ns[t.From], Addr: addr, Bytes: t.Bytes,
@@ -536,6 +547,7 @@ func (r *runner) step(ctx context.Context, i int) (stepRun, error) {
 				d.abort()
 			}
 			sr.res.bytesRecv = d.bytes.Load() - recv0
+			sr.res.corrupt = d.corrupt.Load() - corrupt0
 		}
 		sr.trafficLog = fmt.Sprintf("[%s] send %d bytes to %s: %d sent in %v%s", t.From, t.Bytes, addr, res.Bytes, res.Elapsed.Round(time.Microsecond), errNote(err))
 	case TrafficPing:
@@ -580,15 +592,25 @@ func indent(out string) string {
 }
 
 // report cuts the capture into steps, evaluates, prints and writes the
-// HTML report.
+// HTML report. Per step the terminal gets a summary first — per capture
+// point, what did not arrive and why, the events — then the side-by-side
+// rows around the step's first interesting event (all of them with
+// Options.Full), the expectations and the explanation, in Options.Width
+// columns.
 func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Result, error) {
 	w := r.opt.Stdout
 	s := r.s
+	width := r.opt.width()
 	rep := view.Report{Title: s.Title, Scenario: s.Story}
-	fmt.Fprintf(w, "lab %s: %s\n%s\n", s.Name, s.Title, wrap(s.Story, 100))
+	fmt.Fprintf(w, "lab %s: %s\n%s\n", s.Name, s.Title, wrap(s.Story, width))
 	res.Passed = true
+	hw := map[string]int{}
+	for _, n := range r.info {
+		hw[n.ifname] = n.hwMTU
+	}
 	for i, st := range s.Steps {
 		sr := runs[i]
+		res.Steps = append(res.Steps, StepWindow{Name: st.Name, Start: sr.start, End: sr.end})
 		var sub []capture.Record
 		for _, rec := range recs {
 			if !rec.TS.Before(sr.start) && !rec.TS.After(sr.end) {
@@ -597,6 +619,12 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 		}
 		pkts := view.Decode(sub)
 		opts := r.viewOptions(st, sr)
+		if len(opts.Hops) == 0 && opts.Receiver != opts.Sender {
+			// Hosts between them that are not the lab's gVisor routers
+			// (a Linux router host's NICs): found in the capture.
+			opts.Hops = view.PathHops(pkts, opts.Sender, opts.Receiver)
+		}
+		opts.Counters = s.counters(sr.drops, hw)
 		shown := pkts
 		if opts.Filter != nil {
 			shown = nil
@@ -624,33 +652,42 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 			}
 		}
 
-		fmt.Fprintf(w, "\n━━ Step %d/%d: %s ━━\n%s\n", i+1, len(s.Steps), st.Name, wrap(st.Description, 100))
+		fmt.Fprintf(w, "\n━━ Step %d/%d: %s ━━\n%s\n", i+1, len(s.Steps), st.Name, wrap(st.Description, width))
 		for _, l := range sr.setupLog {
-			fmt.Fprintln(w, l)
+			fmt.Fprintln(w, wrapLog(l, width))
 		}
-		fmt.Fprintln(w, sr.trafficLog)
+		fmt.Fprintln(w, wrapLog(sr.trafficLog, width))
 		fmt.Fprintln(w)
 		textOpts := opts
 		textOpts.Filter = nil
+		textOpts.Width = width
+		if !r.opt.Full {
+			textOpts.MaxRows = maxRows
+		}
+		if err := view.WriteSummary(w, shown, textOpts); err != nil {
+			return res, err
+		}
+		fmt.Fprintln(w)
 		if err := view.SideBySide(w, shown, textOpts); err != nil {
 			return res, err
 		}
-		fmt.Fprintf(w, "\ndrops: %s\n", dropsLine(sr.drops))
 		fmt.Fprintln(w, "expectations:")
 		for _, x := range exps {
 			mark := "PASS"
 			if !x.Pass {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(w, "  %s  %s — %s\n", mark, x.Text, x.Detail)
+			fmt.Fprintln(w, wrapIndent(fmt.Sprintf("  %s  %s — %s", mark, x.Text, x.Detail), width, 8))
 		}
-		fmt.Fprintf(w, "why:\n%s\n", wrap(st.Explanation, 100))
+		fmt.Fprintf(w, "why:\n%s\n", wrap(st.Explanation, width))
 
-		desc := st.Description
-		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: desc, Explanation: st.Explanation,
-			Packets: shown, View: textOpts, Drops: sr.drops, Expectations: exps})
+		viewOpts := opts
+		viewOpts.Filter = nil
+		viewOpts.Width = 0
+		rep.Steps = append(rep.Steps, view.Step{Name: st.Name, Description: st.Description, Explanation: st.Explanation,
+			Packets: shown, View: viewOpts, Expectations: exps})
 	}
-	f, err := safefile.Create(res.Report, safefile.Perm)
+	f, err := capture.CreateFile(res.Report)
 	if err != nil {
 		return res, fmt.Errorf("lab: %w", err)
 	}
@@ -665,13 +702,19 @@ func (r *runner) report(recs []capture.Record, runs []stepRun, res Result) (Resu
 	if !res.Passed {
 		verdict = "FAILED"
 	}
-	fmt.Fprintf(w, "\nlab %s %s: %d of %d expectations hold\ncapture: %s (tshark -r %s; interfaces <host>.<nic>@host-tx|wire|host-rx)\nreport:  %s\n",
-		s.Name, verdict, res.Expectations-res.Failed, res.Expectations, res.Pcap, res.Pcap, res.Report)
+	base := strings.TrimSuffix(res.Pcap, ".pcapng")
+	fmt.Fprintf(w, "\nlab %s %s: %d of %d expectations hold\n", s.Name, verdict, res.Expectations-res.Failed, res.Expectations)
+	fmt.Fprintln(w, wrapIndent("capture: "+base+".<host>.<nic>.<point>.pcapng, one file per capture point (use these for Wireshark's TCP analysis); "+
+		res.Pcap+" has every point in time order, for the comments and the picture", width, 9))
+	fmt.Fprintf(w, "report:  %s\n", res.Report)
 	return res, nil
 }
 
-// viewOptions: the sender's host-tx, its wire, the receiver's host-rx,
-// only the traffic's protocol.
+// maxRows is how many side-by-side rows a step prints without --full.
+const maxRows = 32
+
+// viewOptions: the sender's host-tx, its wire, the routers' interfaces on
+// the way, the receiver's host-rx; only the traffic's protocol.
 func (r *runner) viewOptions(st Step, sr stepRun) view.TextOptions {
 	t := st.Traffic
 	// The wire's MTU is the hardware's (the forcedeth NIC's 1500 under an
@@ -680,9 +723,15 @@ func (r *runner) viewOptions(st Step, sr stepRun) view.TextOptions {
 	o := view.TextOptions{Sender: sr.sendNIC, Receiver: sr.sendNIC, MTU: r.info[sr.sendNIC].hwMTU, Color: r.opt.Color}
 	if sr.recvNIC != "" {
 		o.Receiver = sr.recvNIC
+		o.Hops = r.s.hops(sr.sendNIC, sr.recvNIC)
 	}
 	if t.IPv6 {
 		o.MSS = o.MTU - 72
+	}
+	for _, e := range st.Expect {
+		if strings.Contains(e.Kind, "checksums") || e.Reason == "kernel TcpInCsumErrors" {
+			o.Checksums = true
+		}
 	}
 	switch t.Kind {
 	case TrafficSend:
@@ -696,30 +745,59 @@ func (r *runner) viewOptions(st Step, sr stepRun) view.TextOptions {
 	return o
 }
 
-func dropsLine(m map[string]uint64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+// clip cuts each line of s to width columns.
+func clip(s string, width int) string {
 	var b strings.Builder
-	for i, k := range keys {
+	for i, l := range strings.Split(s, "\n") {
 		if i > 0 {
-			b.WriteString(", ")
+			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "%s %d", k, m[k])
+		if r := []rune(l); len(r) > width {
+			l = string(r[:width-1]) + "~"
+		}
+		b.WriteString(l)
 	}
 	return b.String()
+}
+
+// wrapLog wraps each line of a command's log at width, continuation
+// lines indented under it.
+func wrapLog(s string, width int) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		ind := len(l) - len(strings.TrimLeft(l, " "))
+		lines[i] = wrapIndent(l, width, ind+4)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// wrapIndent wraps s at width, continuation lines indented.
+func wrapIndent(s string, width, indent int) string {
+	words := strings.Fields(s)
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	var b strings.Builder
+	b.WriteString(lead)
+	n := len(lead)
+	for i, w := range words {
+		lw := len([]rune(w))
+		if i > 0 && n+1+lw > width {
+			b.WriteString("\n" + strings.Repeat(" ", indent))
+			n = indent
+		} else if i > 0 {
+			b.WriteString(" ")
+			n++
+		}
+		b.WriteString(w)
+		n += lw
+	}
+	return clip(b.String(), width)
 }
 
 func wrap(s string, width int) string {
 	var b strings.Builder
 	n := 0
 	for _, w := range strings.Fields(s) {
-		if n > 0 && n+1+len(w) > width {
+		if n > 0 && n+1+len([]rune(w)) > width {
 			b.WriteString("\n")
 			n = 0
 		} else if n > 0 {
@@ -735,12 +813,15 @@ func wrap(s string, width int) string {
 // discardService is a TCP discard server (RFC 863) in a namespace: it
 // reads each connection to EOF, counting, then closes it.
 type discardService struct {
-	lns    []net.Listener
-	bytes  atomic.Int64
-	active atomic.Int64
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
+	lns   []net.Listener
+	bytes atomic.Int64
+	// corrupt counts the bytes read that differ from traffic.Pattern at
+	// their offset: corruption that reached the application.
+	corrupt atomic.Int64
+	active  atomic.Int64
+	mu      sync.Mutex
+	conns   map[net.Conn]bool
+	wg      sync.WaitGroup
 }
 
 func startDiscard(ns string, port int) (*discardService, error) {
@@ -783,9 +864,14 @@ func (d *discardService) serve(ln net.Listener) {
 				defer d.wg.Done()
 				defer d.active.Add(-1)
 				buf := make([]byte, 64<<10)
+				var off int64
 				for {
 					n, err := c.Read(buf)
 					d.bytes.Add(int64(n))
+					// What traffic.Send wrote is its pattern: count the
+					// bytes the application got wrong.
+					d.corrupt.Add(int64(traffic.PatternErrors(off, buf[:n])))
+					off += int64(n)
 					if err != nil {
 						break
 					}
@@ -842,6 +928,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Color uses ANSI colours in the views.
 	Color bool
+	// Full prints every side-by-side row of every step (as the report
+	// has them), not only those around the first interesting event.
+	Full bool
+	// Width is the terminal width the output fits in (default 100).
+	Width int
+}
+
+func (o *Options) width() int {
+	if o.Width <= 0 {
+		return 100
+	}
+	return max(o.Width, 60)
 }
 
 func (o *Options) normalize() {
@@ -863,6 +961,16 @@ type Result struct {
 	// Expectations counts the expectations evaluated, Failed those that
 	// did not hold.
 	Expectations, Failed int
-	// Pcap and Report are the files written.
+	// Pcap and Report are the files written (Pcap has every capture
+	// point; the per-point files are beside it).
 	Pcap, Report string
+	// Steps are when each step's traffic ran: the records of step i are
+	// those of Pcap stamped within Steps[i].
+	Steps []StepWindow
+}
+
+// StepWindow is the time a step's traffic (and its settling) took.
+type StepWindow struct {
+	Name       string
+	Start, End time.Time
 }

@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -67,9 +68,10 @@ type Router struct {
 
 // GRO modes of a router interface (router.GROMode).
 const (
-	GROOff       = "off"
-	GROBuggy2014 = "buggy-2014"
-	GROFixed     = "fixed"
+	GROOff         = "off"
+	GROBuggy2014   = "buggy-2014"
+	GROFixed       = "fixed"
+	GRODropsMerged = "drops-merged"
 )
 
 // RouterIface is a router interface wired to Host's NIC.
@@ -88,7 +90,9 @@ type RouterIface struct {
 	// switch that receives unsegmented super-packets (story 4).
 	MaxReceive int `yaml:"max_receive,omitempty"`
 	// GRO is the receive path's GRO: "off" (default), "buggy-2014" (the
-	// Debian 3.2.60 forwarding bug of story 3) or "fixed".
+	// Debian 3.2.60 forwarding bug of story 3), "drops-merged" (gVisor's
+	// forwarding dropping merged packets silently, google/gvisor#14011)
+	// or "fixed".
 	GRO string `yaml:"gro,omitempty"`
 }
 
@@ -307,6 +311,14 @@ const (
 	// ExpectHostTXPayloads: the host's host-tx TCP data segments have
 	// exactly the payload lengths Sizes, in order.
 	ExpectHostTXPayloads = "host-tx-payloads"
+	// ExpectHostTXMax: the host's host-tx has TCP data segments, none
+	// longer than Size bytes of payload (e.g. half the window the
+	// receiver announced: the kernel's tcp_bound_to_half_wnd).
+	ExpectHostTXMax = "host-tx-max"
+	// ExpectHostRXPayloads: the host's host-rx TCP data segments (what
+	// its tcpdump shows arriving) have exactly the payload lengths Sizes,
+	// in order.
+	ExpectHostRXPayloads = "host-rx-payloads"
 	// ExpectWireMax: no packet on the host's wire (either direction) is
 	// longer than Size bytes of IP (default: the NIC's hardware MTU).
 	ExpectWireMax = "wire-max"
@@ -322,10 +334,16 @@ const (
 	// drop reason Reason, if set) and counted it. The host's kernel
 	// counts too: reason "kernel TcpInCsumErrors" (/proc/net/snmp) is a
 	// segment its TCP dropped for a bad checksum. Host may also name a
-	// router: reasons are its counters ("eth0 in: firewall drop-jumbo
-	// dropped", "eth1 out: frag-needed sent", "forwarding: packet too
-	// big", ...).
+	// router: reasons are its counters ("firewall drop-jumbo: dropped",
+	// "forwarding: packet too big", "eth0: oversize dropped"). Counters
+	// of events that are not losses (an ICMP sent, an MSS clamped) are
+	// ExpectEvent's.
 	ExpectDrop = "drop"
+	// ExpectEvent: the host's (or router's) counter Reason counted at
+	// least once an event that is not a loss: a router's "eth1: gro
+	// merged forwarded whole", "eth1: frag-needed sent", a firewall
+	// rule's "syn mss clamped".
+	ExpectEvent = "event"
 	// ExpectICMPFragNeeded: the host's wire brought it an ICMP
 	// "fragmentation needed" (ICMPv6 "packet too big") naming MTU Size
 	// (default 1500).
@@ -352,6 +370,15 @@ const (
 	// it is what tcpdump on that interface shows (on a router: story 3's
 	// clue).
 	ExpectHostRXAboveMTU = "host-rx-above-mtu"
+	// ExpectDataIntact: a send's receiving application (the lab's discard
+	// service) read every byte, each one as sent (traffic.Pattern).
+	ExpectDataIntact = "data-intact"
+	// ExpectDataCorrupt: the receiving application read bytes that are
+	// not the ones sent: corruption got past every checksum.
+	ExpectDataCorrupt = "data-corrupt"
+	// ExpectNoICMPFragNeeded: the host's wire brought it no ICMP
+	// "fragmentation needed" or "packet too big" at all.
+	ExpectNoICMPFragNeeded = "no-icmp-frag-needed"
 )
 
 // Expectation is one claim about a step.
@@ -367,6 +394,19 @@ type Expectation struct {
 	Count int `yaml:"count,omitempty"`
 	// Reason is drop's drop reason (vnic stat's names).
 	Reason string `yaml:"reason,omitempty"`
+}
+
+// nicID is a NIC's name in the lab and its capture: host.ifname.
+func nicID(host, ifname string) string { return host + "." + ifname }
+
+// nicName is the capture name (nicID) of the NIC a reference names, or
+// the reference itself when it names none.
+func (s *Scenario) nicName(ref string) string {
+	h, n, err := s.nicRef(ref)
+	if err != nil {
+		return ref
+	}
+	return nicID(h.Name, n.Name)
 }
 
 // nicRef resolves a reference to a NIC — "host.nic", or "host" for a
@@ -410,6 +450,9 @@ func (s *Scenario) host(name string) *Host {
 func (s *Scenario) Validate() error {
 	if s.Name == "" {
 		return fmt.Errorf("lab: scenario without a name")
+	}
+	if err := s.validateNames(); err != nil {
+		return err
 	}
 	peers := map[string]bool{}
 	for _, l := range s.Links {
@@ -524,14 +567,21 @@ func (s *Scenario) Validate() error {
 					return fmt.Errorf("%s: expectation %s: %v", where, e.Kind, err)
 				}
 			}
+			if e.Kind == ExpectDrop && e.Reason != "" && isEvent(e.Reason) {
+				return fmt.Errorf("%s: expectation drop with reason %q: that counter counts events, not lost packets; use kind %s", where, e.Reason, ExpectEvent)
+			}
+			if e.Kind == ExpectEvent && !isEvent(e.Reason) {
+				return fmt.Errorf("%s: expectation event with reason %q: give an event counter (one ending in %s)", where, e.Reason, strings.Join(eventReasons, ", "))
+			}
 		}
 	}
 	return nil
 }
 
-var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
-	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
-	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad, ExpectHostRXAboveMTU}
+var expectKinds = []string{ExpectHostTXAboveMSS, ExpectHostTXWithinMSS, ExpectHostTXPayloads, ExpectHostTXMax, ExpectHostRXPayloads, ExpectWireMax, ExpectHostTXEqualsWire,
+	ExpectBytesArrive, ExpectNoReply, ExpectDrop, ExpectEvent, ExpectICMPFragNeeded, ExpectStalls, ExpectWireAbove,
+	ExpectHostTXChecksumsPartial, ExpectWireChecksumsComplete, ExpectWireChecksumsBad, ExpectHostRXAboveMTU,
+	ExpectDataIntact, ExpectDataCorrupt, ExpectNoICMPFragNeeded}
 
 // router returns the router named name.
 func (s *Scenario) router(name string) *Router {
@@ -561,7 +611,9 @@ func (rt *Router) iface(name string) int {
 	return -1
 }
 
-func validGRO(m string) bool { return m == "" || m == GROOff || m == GROBuggy2014 || m == GROFixed }
+func validGRO(m string) bool {
+	return m == "" || m == GROOff || m == GROBuggy2014 || m == GROFixed || m == GRODropsMerged
+}
 
 func (rt *Router) validateFirewall(rules []FirewallRule) error {
 	for _, f := range rules {
@@ -648,7 +700,7 @@ func (s *Scenario) validateRouters(seen map[string]bool, link func(what, ref str
 				}
 			}
 			if !validGRO(f.GRO) {
-				return fmt.Errorf("lab %s: router %s: interface %s: gro %q: use off, buggy-2014 or fixed", s.Name, rt.Name, n, f.GRO)
+				return fmt.Errorf("lab %s: router %s: interface %s: gro %q: use off, buggy-2014, drops-merged or fixed", s.Name, rt.Name, n, f.GRO)
 			}
 		}
 		for _, r := range rt.Routes {
@@ -672,7 +724,7 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		}
 		if c.GRO != "" || c.Iface != "" {
 			if rt.iface(c.Iface) < 0 || c.GRO == "" || !validGRO(c.GRO) {
-				return fmt.Errorf("%s: router %s: gro %q on interface %q: need a known interface and off, buggy-2014 or fixed", where, rt.Name, c.GRO, c.Iface)
+				return fmt.Errorf("%s: router %s: gro %q on interface %q: need a known interface and off, buggy-2014, drops-merged or fixed", where, rt.Name, c.GRO, c.Iface)
 			}
 		}
 		if c.Firewall != nil {
@@ -688,6 +740,129 @@ func (s *Scenario) validateChanges(where string, st Step) error {
 		if !slices.Contains(nicModels, m.Model) {
 			return fmt.Errorf("%s: model %q: use one of %s", where, m.Model, strings.Join(nicModels, ", "))
 		}
+	}
+	return nil
+}
+
+// nameRule is what a host or router name may be: it becomes part of a
+// network namespace's name (lab-SCENARIO-HOST-xxxxxx, a file in
+// /run/netns) and of the capture names (HOST.NIC@POINT), so no '.', '/',
+// '@' or spaces.
+var nameRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
+
+// checkName says what is wrong with a host or router name, or "".
+func checkName(n string) string {
+	if nameRule.MatchString(n) {
+		return ""
+	}
+	return fmt.Sprintf("%q: use letters, digits, '-' and '_' (at most 32, no '.', '/', '@' or spaces): it names a network namespace and the capture points HOST.NIC@POINT", n)
+}
+
+// checkIfname says what is wrong with an interface name the kernel is
+// given (dev_valid_name: at most 15 bytes, not . or .., no '/', ':' or
+// spaces; and no '@', which separates a capture point), or "".
+func checkIfname(n string) string {
+	switch {
+	case n == "":
+		return ""
+	case len(n) > 15:
+		return fmt.Sprintf("%q: the kernel takes interface names of at most 15 characters (IFNAMSIZ), e.g. eth0", n)
+	case n == "." || n == ".." || strings.ContainsAny(n, "/:@ \t\n"):
+		return fmt.Sprintf("%q: the kernel refuses '/', ':' and spaces in interface names (and vnic '@'), e.g. eth0", n)
+	}
+	return ""
+}
+
+// checkHWMTU says what is wrong with a NIC's hardware MTU, or "".
+func checkHWMTU(hw, mtu int) string {
+	if hw == 0 {
+		return ""
+	}
+	if mtu == 0 {
+		mtu = 1500
+	}
+	switch {
+	case hw > mtu:
+		return fmt.Sprintf("hw_mtu %d is above the mtu %d: the hardware MTU is what the NIC can really send, at most the MTU (leave it out for a NIC that does its MTU)", hw, mtu)
+	case hw < 576:
+		return fmt.Sprintf("hw_mtu %d: a NIC's hardware MTU is at least 576 (the smallest packet IPv4 must carry)", hw)
+	}
+	return ""
+}
+
+// addrOwners lists every address the scenario gives out (hosts' NICs,
+// peers, routers) with who has it, in order: owner describes the place
+// ("hosts[1] basil", "routers[0] router eth1").
+func (s *Scenario) addrOwners() (addrs []netip.Addr, owners []string) {
+	add := func(a, owner string) {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			addrs, owners = append(addrs, p.Addr()), append(owners, owner)
+		}
+	}
+	for i, h := range s.Hosts {
+		for _, n := range h.Nics() {
+			for _, a := range n.Addrs {
+				add(a, fmt.Sprintf("hosts[%d] %s.%s", i, h.Name, n.Name))
+			}
+		}
+	}
+	for i, l := range s.Links {
+		for _, a := range l.PeerAddrs {
+			add(a, fmt.Sprintf("links[%d] peer %s", i, l.B))
+		}
+	}
+	for i, rt := range s.Routers {
+		for j, f := range rt.Ifaces {
+			for _, a := range f.Addrs {
+				add(a, fmt.Sprintf("routers[%d] %s %s", i, rt.Name, rt.ifaceName(j)))
+			}
+		}
+	}
+	return addrs, owners
+}
+
+// dupAddr finds an address given out twice: the second owner's index and
+// the first's, or -1.
+func dupAddr(addrs []netip.Addr) (int, int) {
+	first := map[netip.Addr]int{}
+	for i, a := range addrs {
+		if j, ok := first[a]; ok {
+			return i, j
+		}
+		first[a] = i
+	}
+	return -1, -1
+}
+
+// validateNames checks names, hardware MTUs and addresses as the kernel
+// and the lab would take them.
+func (s *Scenario) validateNames() error {
+	for _, h := range s.Hosts {
+		if msg := checkName(h.Name); msg != "" {
+			return fmt.Errorf("lab %s: host %s", s.Name, msg)
+		}
+		for _, n := range h.Nics() {
+			if msg := checkIfname(n.Name); msg != "" {
+				return fmt.Errorf("lab %s: host %s: nic name %s", s.Name, h.Name, msg)
+			}
+			if msg := checkHWMTU(n.HWMTU, n.MTU); msg != "" {
+				return fmt.Errorf("lab %s: host %s: NIC %s: %s", s.Name, h.Name, n.Name, msg)
+			}
+		}
+	}
+	for _, rt := range s.Routers {
+		if msg := checkName(rt.Name); msg != "" {
+			return fmt.Errorf("lab %s: router %s", s.Name, msg)
+		}
+		for _, f := range rt.Ifaces {
+			if msg := checkIfname(f.Name); msg != "" {
+				return fmt.Errorf("lab %s: router %s: interface name %s", s.Name, rt.Name, msg)
+			}
+		}
+	}
+	addrs, owners := s.addrOwners()
+	if i, j := dupAddr(addrs); i >= 0 {
+		return fmt.Errorf("lab %s: address %s is given twice, to %s and to %s: every host needs its own", s.Name, addrs[i], owners[j], owners[i])
 	}
 	return nil
 }

@@ -35,9 +35,23 @@ func TestValidateRejects(t *testing.T) {
 		"setup host":     func(s *Scenario) { s.Steps[1].Setup[0].Host = "cumin" },
 		"service":        func(s *Scenario) { s.Hosts[1].Services = []string{"echo"} },
 		"duplicate host": func(s *Scenario) { s.Hosts[1].Name = "ginger" },
+		"hw_mtu above mtu": func(s *Scenario) {
+			s.Hosts[0].NIC.HWMTU = 9000
+		},
+		"one address, two hosts": func(s *Scenario) { s.Hosts[1].NIC.Addrs = []string{"198.18.0.1/15"} },
+		"host name with a dot":   func(s *Scenario) { s.Hosts[1].Name = "basil.lab" },
+		"interface name too long": func(s *Scenario) {
+			s.Hosts[1].NIC.Name = "eth0-to-the-router"
+		},
+		"event as a drop": func(s *Scenario) {
+			s.Steps[0].Expect = []Expectation{{Kind: ExpectDrop, Reason: "eth1: frag-needed sent"}}
+		},
 	} {
 		s := base
 		s.Hosts = append([]Host(nil), base.Hosts...)
+		for i := range s.Hosts {
+			s.Hosts[i].NIC.Addrs = append([]string(nil), s.Hosts[i].NIC.Addrs...)
+		}
 		s.Links = append([]Link(nil), base.Links...)
 		s.Steps = append([]Step(nil), base.Steps...)
 		for i := range s.Steps {

@@ -80,7 +80,7 @@ func Load(r io.Reader, name string) (*Scenario, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, Errors{{File: name, Msg: "empty file: start from `vnic lab show tso-capture`"}}
@@ -106,6 +106,12 @@ func Load(r io.Reader, name string) (*Scenario, error) {
 	}
 	c.semantic(&s)
 	if len(c.errs) > 0 {
+		slices.SortStableFunc(c.errs, func(a, b *Error) int {
+			if a.Line != b.Line {
+				return a.Line - b.Line
+			}
+			return a.Column - b.Column
+		})
 		return nil, c.errs
 	}
 	if err := s.Validate(); err != nil {
@@ -429,6 +435,16 @@ func (c *checker) prefix(path, a string) {
 	}
 }
 
+// owner names who an address list path belongs to: "hosts[1].nic" for
+// hosts[1].nic.addrs[0].
+func owner(path string) string {
+	i := strings.LastIndex(path, ".")
+	if i < 0 {
+		return path
+	}
+	return path[:i]
+}
+
 // semantic checks the decoded scenario with the nodes' positions:
 // required fields, kinds, addresses and the names that must refer to
 // hosts.
@@ -447,6 +463,20 @@ func (c *checker) semantic(s *Scenario) {
 	for _, path := range addrPaths {
 		c.prefix(path, c.nodes[path].Value)
 	}
+	// The same address twice (two hosts, a host and a router...).
+	first := map[netip.Addr]string{}
+	for _, path := range addrPaths {
+		pf, err := netip.ParsePrefix(c.nodes[path].Value)
+		if err != nil {
+			continue
+		}
+		if prev, ok := first[pf.Addr()]; ok {
+			c.add(c.at(path), path, "%s is already %s's (line %d): every host, peer and router interface needs its own address",
+				pf.Addr(), owner(prev), c.nodes[prev].Line)
+			continue
+		}
+		first[pf.Addr()] = path
+	}
 	if len(s.Hosts) == 0 {
 		c.add(c.at("hosts"), "hosts", "a scenario needs at least one host, e.g. hosts: [{name: ginger, nic: {addrs: [198.18.0.1/15]}}]")
 	}
@@ -456,6 +486,8 @@ func (c *checker) semantic(s *Scenario) {
 		if c.required(p+".name", h.Name, "the host's name, e.g. ginger") {
 			if hosts[h.Name] {
 				c.add(c.at(p+".name"), p+".name", "host %q is already defined: give every host its own name", h.Name)
+			} else if msg := checkName(h.Name); msg != "" {
+				c.add(c.at(p+".name"), p+".name", "%s", msg)
 			}
 			hosts[h.Name] = true
 		}
@@ -468,6 +500,12 @@ func (c *checker) semantic(s *Scenario) {
 		}
 		for j, n := range h.Nics() {
 			np := nicPaths[j]
+			if msg := checkIfname(n.Name); msg != "" {
+				c.add(c.at(np+".name"), np+".name", "%s", msg)
+			}
+			if msg := checkHWMTU(n.HWMTU, n.MTU); msg != "" && n.HWMTU >= 68 && n.HWMTU <= 65535 {
+				c.add(c.at(np+".hw_mtu"), np+".hw_mtu", "%s", msg)
+			}
 			if len(n.Addrs) == 0 {
 				c.add(c.at(np+".addrs"), np, "missing required field `addrs`: the NIC's addresses, e.g. addrs: [198.18.0.1/15, fd00::1/64]")
 			}
@@ -605,9 +643,52 @@ func (c *checker) semantic(s *Scenario) {
 			} else if e.Host != "" && hosts[hn] {
 				isNIC(q+".host", e.Host, "")
 			}
-			if e.Kind == ExpectHostTXPayloads && len(e.Sizes) == 0 {
-				c.add(c.at(q+".sizes"), q, "host-tx-payloads needs `sizes`, the payload lengths in order, e.g. sizes: [1448, 1448, 1104]")
+			if (e.Kind == ExpectHostTXPayloads || e.Kind == ExpectHostRXPayloads) && len(e.Sizes) == 0 {
+				c.add(c.at(q+".sizes"), q, "%s needs `sizes`, the payload lengths in order, e.g. sizes: [1448, 1448, 1104]", e.Kind)
+			}
+			if e.Kind == ExpectHostTXMax && e.Size <= 0 {
+				c.add(c.at(q+".size"), q, "host-tx-max needs `size`, the largest payload allowed, e.g. size: 2896")
 			}
 		}
 	}
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns a YAML parse error into an Error at its line (the
+// column of the line's first character; the parser gives no column) with
+// what to do about the usual causes.
+func syntaxError(name string, data []byte, err error) *Error {
+	e := &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return e
+	}
+	e.Line, _ = strconv.Atoi(m[1])
+	e.Column = 1
+	what := m[2]
+	lines := strings.Split(string(data), "\n")
+	text := ""
+	if e.Line >= 1 && e.Line <= len(lines) {
+		text = lines[e.Line-1]
+		e.Column = len(text) - len(strings.TrimLeft(text, " ")) + 1
+	}
+	hint := "check the YAML syntax on this line and the one before"
+	switch {
+	case strings.Contains(text, "\t"):
+		hint = "a tab: YAML indents with spaces only"
+	case strings.Contains(what, "mapping values are not allowed"):
+		hint = "a value with ': ' in it: quote it, e.g. run: \"ip route add 198.18.2.0/24 dev eth0\""
+	case strings.Contains(what, "did not find expected key"), strings.Contains(what, "did not find expected '-' indicator"):
+		hint = "the indentation does not line up with the keys above: indent each level by the same number of spaces"
+	case strings.Contains(what, "did not find expected node content"), strings.Contains(what, "did not find expected ',' or ']'"),
+		strings.Contains(what, "did not find expected ',' or '}'"), strings.Contains(what, "unexpected end of stream"):
+		hint = "a [list] or {map} is not closed, or a value is missing: close every [ with ] and { with }"
+	case strings.Contains(what, "could not find expected ':'"):
+		hint = "a key without ':' — write key: value"
+	case strings.Contains(what, "found unknown escape character"), strings.Contains(what, "found unexpected end of stream"):
+		hint = "a quoted string is not closed, or has a backslash: close the quotes, or use single quotes"
+	}
+	e.Msg = what + ": " + hint
+	return e
 }

@@ -225,6 +225,14 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"mini.yaml:11:32: links[0].b: host basil has 2 NICs: name one, e.g. basil.eth0"}},
 		{"link to a NIC that is not there", "b: basil}", "b: basil.eth3}",
 			[]string{`mini.yaml:11:32: links[0].b: host basil has no NIC "eth3" (it has eth0)`}},
+		{"hw_mtu above mtu", "      mtu: 1500", "      mtu: 1500\n      hw_mtu: 9000",
+			[]string{"mini.yaml:7:15: hosts[0].nic.hw_mtu: hw_mtu 9000 is above the mtu 1500"}},
+		{"one address, two hosts", "[198.18.0.2/15]", "[198.18.0.1/15]",
+			[]string{"mini.yaml:8:19: hosts[1].nic.addrs[0]: 198.18.0.1 is already hosts[0].nic's (line 5)"}},
+		{"host name the namespace cannot take", "  - name: basil", "  - name: basil.lab",
+			[]string{`mini.yaml:7:11: hosts[1].name: "basil.lab": use letters, digits`}},
+		{"interface name the kernel refuses", "    nic: {addrs: [198.18.0.2/15]}", "    nic: {name: eth0-to-the-router, addrs: [198.18.0.2/15]}",
+			[]string{`hosts[1].nic.name: "eth0-to-the-router": the kernel takes interface names of at most 15 characters`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := strings.Replace(minimal, tc.old, tc.new, 1)
@@ -249,11 +257,18 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestLoadSyntaxError(t *testing.T) {
-	_, err := Load(strings.NewReader("name: x\nhosts: [\n"), "broken.yaml")
-	if err == nil || !strings.Contains(err.Error(), "broken.yaml") || !strings.Contains(err.Error(), "line") {
-		t.Errorf("syntax error: %v", err)
+	for _, tc := range []struct{ src, want string }{
+		{"name: x\nhosts: [\n", "broken.yaml:2:1: did not find expected node content: a [list] or {map} is not closed"},
+		{"name: x\nhosts:\n\t- name: a\n", "broken.yaml:3:1: found character that cannot start any token: a tab: YAML indents with spaces only"},
+		{"name: x\nsteps:\n  - run: ip route: x\n", "broken.yaml:3:"},
+	} {
+		_, err := Load(strings.NewReader(tc.src), "broken.yaml")
+		var es Errors
+		if err == nil || !errors.As(err, &es) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("syntax error in %q: %v, want %q (FILE:LINE:COLUMN: what and how to fix)", tc.src, err, tc.want)
+		}
 	}
-	_, err = Load(strings.NewReader(""), "empty.yaml")
+	_, err := Load(strings.NewReader(""), "empty.yaml")
 	if err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty file: %v", err)
 	}

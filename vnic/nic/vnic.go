@@ -256,7 +256,7 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 	opt.L2Len = l2
 	var partial uint16
 	d := e.direct
-	if d != nil && checked && e.n.opt.Capture == nil && d.n.opt.Capture == nil &&
+	if d != nil && checked && !e.n.opt.Capture.Active() && !d.n.opt.Capture.Active() &&
 		(h.CsumOffset == packet.TCPCsumOffset || h.CsumOffset == packet.UDPCsumOffset) {
 		// Nobody looks at these wire packets' checksums unless a capture
 		// records them or GRO hands one on alone: leave them partial and
@@ -342,7 +342,7 @@ func (e *vnicEngine) shortcut(d *vnicEngine, h virtio.Hdr, pkt []byte, l2 int, p
 	if !tso || mss != int(h.GSOSize) || plan.Segments() < 2 || plan.Segments() > rxSlots || plan.MaxSize() > d.hwMTU {
 		return false
 	}
-	if e.n.opt.Capture != nil || d.n.opt.Capture != nil || e.passthrough.Load() || e.noCsum.Load() || !d.groOn.Load() || noShortcut {
+	if e.n.opt.Capture.Active() || d.n.opt.Capture.Active() || e.passthrough.Load() || e.noCsum.Load() || !d.groOn.Load() || noShortcut {
 		return false
 	}
 	l4 := int(h.CsumStart)

@@ -85,16 +85,18 @@ type Parsed struct {
 	// 40 + the IPv6 payload length.
 	IPLen int
 	// L4 is the offset of the upper-layer header: the IPv4 header length,
-	// or 40 plus the extension headers (the IPv6 walk stops at a fragment
-	// header, ESP, or anything that is not an extension header).
+	// or 40 plus the extension headers (hop-by-hop, routing, destination
+	// options, AH and the fragment header; the walk stops at ESP or
+	// anything that is not an extension header).
 	L4 int
 	// Proto is the upper-layer protocol at L4 (the last next header for
-	// IPv6; ExtFragment when a fragment header stops the walk).
+	// IPv6).
 	Proto uint8
 	// TTL is the TTL or hop limit.
 	TTL uint8
-	// ID is the IPv4 identification (0 for IPv6).
-	ID uint16
+	// ID is the IPv4 identification, or the IPv6 fragment header's
+	// (0 for an IPv6 packet without one).
+	ID uint32
 	// DF, MF and FragOff (in bytes) are the IPv4 fragment fields.
 	DF, MF  bool
 	FragOff int
@@ -142,7 +144,7 @@ func Parse(b []byte) (Parsed, error) {
 		}
 		p.Version, p.L4, p.Proto, p.TTL = 4, ihl, b[9], b[8]
 		p.IPLen = int(binary.BigEndian.Uint16(b[2:]))
-		p.ID = binary.BigEndian.Uint16(b[4:])
+		p.ID = uint32(binary.BigEndian.Uint16(b[4:]))
 		frag := binary.BigEndian.Uint16(b[6:])
 		p.DF, p.MF, p.FragOff = frag&0x4000 != 0, frag&0x2000 != 0, int(frag&0x1fff)*8
 		p.Frag = p.MF || p.FragOff != 0
@@ -160,29 +162,36 @@ func Parse(b []byte) (Parsed, error) {
 		p.Src = netip.AddrFrom16([16]byte(b[8:24]))
 		p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
 		nh, off := b[6], IPv6Header
-		for nh == ExtHopByHop || nh == ExtRouting || nh == ExtDestOpts || nh == ExtAH {
-			if off+2 > len(b) {
-				return p, malformed("IPv6 extension header %d truncated at %d", nh, off)
+	walk:
+		for {
+			switch nh {
+			case ExtHopByHop, ExtRouting, ExtDestOpts, ExtAH:
+				if off+2 > len(b) {
+					return p, malformed("IPv6 extension header %d truncated at %d", nh, off)
+				}
+				n := (int(b[off+1]) + 1) * 8
+				if nh == ExtAH {
+					n = (int(b[off+1]) + 2) * 4
+				}
+				if off+n > len(b) {
+					return p, malformed("IPv6 extension header %d of %d bytes at %d in a %d-byte packet", nh, n, off, len(b))
+				}
+				nh, off = b[off], off+n
+			case ExtFragment:
+				if off+8 > len(b) {
+					return p, malformed("IPv6 fragment header truncated at %d", off)
+				}
+				fo := binary.BigEndian.Uint16(b[off+2:])
+				p.Frag, p.FragOff, p.MF = true, int(fo&^7), fo&1 != 0
+				p.ID = binary.BigEndian.Uint32(b[off+4:])
+				nh, off = b[off], off+8
+			default:
+				break walk
 			}
-			n := (int(b[off+1]) + 1) * 8
-			if nh == ExtAH {
-				n = (int(b[off+1]) + 2) * 4
-			}
-			if off+n > len(b) {
-				return p, malformed("IPv6 extension header %d of %d bytes at %d in a %d-byte packet", nh, n, off, len(b))
-			}
-			nh, off = b[off], off+n
 		}
 		p.Proto, p.L4 = nh, off
-		if nh == ExtFragment {
-			p.Frag = true
-			if off+8 > len(b) {
-				return p, malformed("IPv6 fragment header truncated at %d", off)
-			}
-			fo := binary.BigEndian.Uint16(b[off+2:])
-			p.FragOff, p.MF = int(fo&^7), fo&1 != 0
-			p.ID = 0
-			return p, nil
+		if p.FragOff != 0 {
+			return p, nil // no L4 header in a non-first fragment
 		}
 	default:
 		return p, malformed("IP version %d", b[0]>>4)

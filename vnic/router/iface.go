@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -16,6 +17,7 @@ import (
 
 	"vnic/coalesce"
 	"vnic/segment"
+	"vnic/vnic/capture"
 	"vnic/vnic/glink"
 	"vnic/vnic/virtio"
 )
@@ -30,6 +32,7 @@ type iface struct {
 	mtu        uint32
 	maxReceive uint32
 	out        func([]glink.Packet)
+	cap        *capture.NIC // what tcpdump on this interface shows
 	link       *glink.Endpoint
 	gro        atomic.Int32 // GROMode
 
@@ -63,6 +66,7 @@ func (r *Router) newIface(i int, opt Iface) (*iface, error) {
 		mtu:        opt.MTU,
 		maxReceive: opt.MaxReceive,
 		out:        opt.Output,
+		cap:        opt.Capture,
 	}
 	f.gro.Store(int32(opt.GRO))
 	link, err := glink.New(glink.Options{
@@ -93,10 +97,12 @@ func (f *iface) receive(pkts [][]byte) {
 	if mode == GROOff {
 		f.batch = f.batch[:0]
 		f.cow = f.cow[:0]
+		now := f.now()
 		for _, b := range pkts {
 			if !f.admit(b) {
 				continue
 			}
+			f.cap.HostRX(now, virtio.Hdr{}, b, 0, 1)
 			f.deliverOne(b, true)
 		}
 		f.flush()
@@ -164,11 +170,13 @@ func (f *iface) poll(mode GROMode, pkts [][]byte) {
 	f.batch = f.batch[:0]
 	f.cow = f.cow[:0]
 	nseg := 0
+	now := f.now()
 	for _, i := range f.toWrite {
 		b := bufs[i]
 		var h virtio.Hdr
 		_ = h.Decode(b[:groOffset])
 		pkt := b[groOffset:]
+		f.cap.HostRX(now, h, pkt, 0, merged(h, len(pkt)))
 		if h.GSOType == virtio.GSONone {
 			f.deliverOne(pkt, false)
 			continue
@@ -416,8 +424,31 @@ func (f *iface) output(pkts []glink.Packet) {
 		}
 		f.outPkts = append(f.outPkts, glink.Packet{Hdr: p.Hdr, Data: b})
 	}
+	if f.cap.Active() {
+		now := time.Now()
+		for _, p := range f.outPkts {
+			f.cap.HostTX(now, p.Hdr, p.Data)
+		}
+	}
 	if len(f.outPkts) > 0 {
 		f.out(f.outPkts)
 	}
 	clear(f.outPkts)
+}
+
+// now is the time to stamp a batch with when anything records the
+// interface.
+func (f *iface) now() time.Time {
+	if f.cap.Active() {
+		return time.Now()
+	}
+	return time.Time{}
+}
+
+// merged is how many wire packets GRO merged into pkt (h its header).
+func merged(h virtio.Hdr, n int) int {
+	if h.GSOType == virtio.GSONone || h.GSOSize == 0 {
+		return 1
+	}
+	return (n - int(h.HdrLen) + int(h.GSOSize) - 1) / int(h.GSOSize)
 }

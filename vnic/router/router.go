@@ -21,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/glink"
 )
 
@@ -113,6 +114,11 @@ type Iface struct {
 	// NIC's TSO does (segment.Segment). The slice and Data are only valid during
 	// the call. Output may call Inject. Required.
 	Output func(pkts []glink.Packet)
+	// Capture records what tcpdump on this interface of the router shows:
+	// what arrives after the interface's GRO, before the firewall, at
+	// host-rx (ingress), and what leaves, after the firewall, before the
+	// egress NIC's TSO, at host-tx (egress). Nil records nothing.
+	Capture *capture.NIC
 }
 
 // Route is a static route: packets to Dst leave through interface Iface

@@ -303,6 +303,8 @@ func closeAll(conns []net.Conn) {
 // 198.18.0.2:9) over o.Streams connections: it writes until o.Duration or
 // o.Bytes, then half-closes each connection and waits (up to o.Timeout)
 // for the server to close, so that every counted byte has been delivered.
+// Each stream carries Pattern: a receiver can tell corrupted bytes (when
+// o.Write is a multiple of 256, as the default is).
 // On cancellation it returns what was written so far with ctx.Err().
 //
 // Equivalent to: ip netns exec NS iperf3 -c HOST -P STREAMS -t DURATION
@@ -374,6 +376,22 @@ func Send(ctx context.Context, o Options) (Result, error) {
 	res.Calls = calls.Load()
 	res.finish(start, time.Now())
 	return res, err
+}
+
+// Pattern is the byte Send puts at offset off of each stream: 0, 1, ...,
+// 255, 0, 1, ...
+func Pattern(off int64) byte { return byte(off) }
+
+// PatternErrors counts the bytes of b, found at offset off of a stream
+// Send wrote, that are not Pattern's.
+func PatternErrors(off int64, b []byte) int {
+	n := 0
+	for i, c := range b {
+		if c != byte(off+int64(i)) {
+			n++
+		}
+	}
+	return n
 }
 
 // Receive is a TCP bulk transfer from a chargen service (o.Addr, e.g.

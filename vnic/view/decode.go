@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"vnic/vnic/capture"
+	"vnic/vnic/packet"
 	"vnic/vnic/virtio"
 )
 
@@ -47,7 +48,7 @@ const (
 	// CsumPartial: the field holds only the pseudo-header sum, as the
 	// kernel leaves it for a NIC with checksum offload
 	// (CHECKSUM_PARTIAL, virtio NEEDS_CSUM). Normal at host-tx (and at
-	// host-rx after GRO); wrong on the wire (SCENARIOS.md story 5).
+	// host-rx after GRO); wrong on the wire (docs/stories.md, story 5).
 	CsumPartial
 	// CsumBad: neither complete nor partial.
 	CsumBad
@@ -281,101 +282,22 @@ func fail(p *Packet, format string, args ...any) {
 // quoted in an ICMP error: it may be cut short, and its lengths come from
 // its own header.
 func decodeIP(p *Packet, b []byte, depth int) {
-	if len(b) < 1 {
-		fail(p, "empty packet")
+	// The IP header and extension headers: the one slow-path parser.
+	ip, err := packet.Parse(b)
+	if err != nil {
+		fail(p, "%s", strings.TrimPrefix(err.Error(), packet.ErrMalformed.Error()+": "))
 		return
 	}
-	var l4 []byte // the L4 header and payload that were captured
-	l4full := false
-	switch b[0] >> 4 {
-	case 4:
-		if len(b) < 20 {
-			fail(p, "IPv4 header cut short: %d bytes", len(b))
-			return
-		}
-		ihl := int(b[0]&0xf) * 4
-		if ihl < 20 || ihl > len(b) {
-			fail(p, "IPv4 header length %d, packet %d bytes", ihl, len(b))
-			return
-		}
-		p.Version = 4
-		p.HdrLen = ihl
-		p.IPLen = int(binary.BigEndian.Uint16(b[2:]))
-		p.ID = uint32(binary.BigEndian.Uint16(b[4:]))
-		frag := binary.BigEndian.Uint16(b[6:])
-		p.DF = frag&0x4000 != 0
-		p.MF = frag&0x2000 != 0
-		p.FragOff = int(frag&0x1fff) * 8
-		p.Frag = p.MF || p.FragOff > 0
-		p.TTL = b[8]
-		p.Proto = b[9]
-		p.Src = netip.AddrFrom4([4]byte(b[12:16]))
-		p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-		p.IPCsumOK = checksum.Checksum(b[:ihl], 0) == 0xffff
-		if p.IPLen < ihl {
-			fail(p, "IPv4 total length %d below header length %d", p.IPLen, ihl)
-			return
-		}
-		end := min(p.IPLen, len(b))
-		l4 = b[ihl:end]
-		l4full = p.IPLen <= len(b)
-	case 6:
-		if len(b) < 40 {
-			fail(p, "IPv6 header cut short: %d bytes", len(b))
-			return
-		}
-		p.Version = 6
-		p.IPCsumOK = true
-		p.IPLen = 40 + int(binary.BigEndian.Uint16(b[4:]))
-		p.TTL = b[7]
-		p.Src = netip.AddrFrom16([16]byte(b[8:24]))
-		p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-		next := b[6]
-		off := 40
-	ext:
-		for {
-			switch next {
-			case 0, 43, 60: // hop-by-hop, routing, destination options
-				if off+8 > len(b) {
-					fail(p, "IPv6 extension header %d cut short", next)
-					return
-				}
-				n := (int(b[off+1]) + 1) * 8
-				next = b[off]
-				off += n
-			case 44: // fragment
-				if off+8 > len(b) {
-					fail(p, "IPv6 fragment header cut short")
-					return
-				}
-				fo := binary.BigEndian.Uint16(b[off+2:])
-				p.FragOff = int(fo &^ 7)
-				p.MF = fo&1 != 0
-				p.Frag = true
-				p.ID = binary.BigEndian.Uint32(b[off+4:])
-				next = b[off]
-				off += 8
-			default:
-				break ext
-			}
-		}
-		if off > len(b) {
-			fail(p, "IPv6 extension headers run past the packet")
-			return
-		}
-		p.Proto = next
-		p.HdrLen = off
-		if p.IPLen < off {
-			fail(p, "IPv6 payload length %d shorter than its extension headers", p.IPLen-40)
-			return
-		}
-		end := min(p.IPLen, len(b))
-		l4 = b[off:end]
-		l4full = p.IPLen <= len(b)
-	default:
-		fail(p, "not IP: version %d", b[0]>>4)
+	p.Version, p.HdrLen, p.IPLen, p.TTL, p.Proto = ip.Version, ip.L4, ip.IPLen, ip.TTL, ip.Proto
+	p.Src, p.Dst, p.ID = ip.Src, ip.Dst, ip.ID
+	p.DF, p.MF, p.FragOff, p.Frag = ip.DF, ip.MF, ip.FragOff, ip.Frag
+	p.IPCsumOK = ip.Version == 6 || checksum.Checksum(b[:ip.L4], 0) == 0xffff
+	if p.IPLen < p.HdrLen {
+		fail(p, "IP length %d below the %d bytes of IP headers", p.IPLen, p.HdrLen)
 		return
 	}
+	l4 := b[p.HdrLen:min(p.IPLen, len(b))] // the L4 header and payload that were captured
+	l4full := p.IPLen <= len(b)
 	p.Valid = true
 	if depth == 0 && p.Len > 0 && p.IPLen > p.Len {
 		p.Note = joinNote(p.Note, fmt.Sprintf("IP length %d > packet %d", p.IPLen, p.Len))

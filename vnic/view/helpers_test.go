@@ -79,7 +79,7 @@ func segmentsOf(p pkttest.Packet, mss int) [][]byte {
 	return out
 }
 
-// story1 records SCENARIOS.md story 1 on a two-host lab: a0 sends 10,000
+// story1 records story 1 of docs/stories.md on a two-host lab: a0 sends 10,000
 // bytes to b0 with GSO on: host-tx 7240 + 2760, the wire 6 × 1448 + 1312,
 // b0's GRO merging them. comments says whether b0's wire packets name
 // the host-rx packet they went into (otherwise the view must infer it).
@@ -144,7 +144,7 @@ func icmpFragNeeded(from [4]byte, orig []byte, mtu int) []byte {
 	return b
 }
 
-// story3 records a router's "fragmentation needed" (SCENARIOS.md story
+// story3 records a router's "fragmentation needed" (docs/stories.md, story
 // 3) as the sender a0 sees it: a 2-segment super-packet goes out, and the
 // router, having merged the segments with GRO, answers with ICMP frag
 // needed, mtu 1500 quoting a 2948-byte packet.

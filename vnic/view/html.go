@@ -31,11 +31,12 @@ type Step struct {
 	View TextOptions
 	// Axis is the picture's horizontal axis; AxisAuto picks one.
 	Axis Axis
-	// Drops counts what did not arrive: key "WHERE/REASON" (the part
-	// before the first "/" says where: "a0", "router", "vnic0 peer"),
-	// value the number of packets, e.g. {"vnic0/rx_exceeds_hw_mtu": 1}.
-	// A key without "/" is a reason with no place. "dropped: REASON"
-	// notes in the capture are counted and shown as well.
+	// Drops counts what did not arrive, for callers without classified
+	// counters (View.Counters, which take precedence): key "WHERE/REASON"
+	// (the part before the first "/" says where: "a0", "router"), value
+	// the number of packets, e.g. {"vnic0/rx_exceeds_hw_mtu": 1}. A key
+	// without "/" is a reason with no place. "dropped: REASON" notes in
+	// the capture are counted and shown as well.
 	Drops        map[string]uint64
 	Expectations []ExpectationResult
 }
@@ -50,19 +51,7 @@ type ExpectationResult struct {
 //go:embed report.html.tmpl
 var reportTmpl string
 
-var tmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"f":    func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
-	"add":  func(a, b float64) float64 { return a + b },
-	"sub":  func(a, b float64) float64 { return a - b },
-	"inc":  func(i int) int { return i + 1 },
-	"mul2": func(v float64) float64 { return v / 2 },
-	"ax": func(anchor string) float64 {
-		if anchor == "end" {
-			return -12
-		}
-		return 12
-	},
-}).Parse(reportTmpl))
+var tmpl = template.Must(template.New("report").Parse(reportTmpl))
 
 // htmlStep is a Step prepared for the template.
 type htmlStep struct {
@@ -71,27 +60,31 @@ type htmlStep struct {
 	Name         string
 	Description  string
 	Explanation  []string // paragraphs
-	Fig          *figure
+	SVG          template.HTML
+	Legend       template.HTML
+	Note         string
+	Summary      string
 	Text         string
-	Drops        []dropRow
+	Lost         []LossRow
+	LostSeen     int // packets seen not to arrive: the drop marks
+	Events       []LossRow
 	Expectations []ExpectationResult
 	Passed       int
 }
 
-type dropRow struct {
-	Where, Reason, Source string
-	Count                 uint64
-}
-
 // WriteHTML writes the report as one HTML file with everything inline
 // (CSS, SVG; no scripts, no external resources): per step an SVG picture
-// with a lane per capture point (the sender's host-tx, the wire(s), the
-// receiver's host-rx), each packet a bar as high as its IP length, lines
-// from each super-packet to its segments and from the segments to the
-// packet GRO merged them into, ICMP errors as red triangles, a dashed
-// line at the MTU; then the expectations with pass/fail, the drop
-// counters, the explanation and the side-by-side text (SideBySide).
-// Every string is escaped by html/template.
+// with a lane per capture point (the sender's host-tx, the wire(s), each
+// router interface on the path, the receiver's host-rx), each packet a
+// bar as high as its IP length, lines from each super-packet to its
+// segments and from the segments to the packet GRO merged them into, a
+// cross on every packet that did not arrive (the reason on hover and in
+// the legend), ICMP errors as red triangles naming the MTU, checksum
+// states as a strip under the bars, a dashed line at the MTU, and a strip
+// with the whole step under the axis; then the expectations, what did not
+// arrive (by place and reason) and the events, the explanation, the
+// summary and the side-by-side text (SideBySide, every row). Every string
+// is escaped.
 func WriteHTML(w io.Writer, r Report) error {
 	data := struct {
 		Title    string
@@ -115,13 +108,35 @@ func WriteHTML(w io.Writer, r Report) error {
 		}
 		opt := s.View
 		opt.Color = false
-		hs.Fig = buildFigure(s.Packets, &opt, s.Axis)
+		opt.MaxRows = 0
+		if len(opt.Counters) == 0 {
+			opt.Counters = countersFromDrops(s.Drops)
+		}
+		if fig := buildFigure(s.Packets, &opt, s.Axis); fig != nil {
+			hs.SVG = template.HTML(fig.svg())
+			hs.Legend = template.HTML(fig.legendHTML())
+			hs.Note = fig.Note
+		}
+		lo := buildLayout(s.Packets, &opt)
 		var tb bytes.Buffer
 		bw := bufio.NewWriter(&tb)
-		writeSideBySide(bw, buildLayout(s.Packets, &opt), &opt)
+		wide := opt
+		wide.Width = max(opt.Width, 140)
+		writeSideBySide(bw, lo, &wide)
 		bw.Flush()
 		hs.Text = tb.String()
-		hs.Drops = dropRows(s)
+		tb.Reset()
+		writeSummary(bw, lo, &wide)
+		bw.Flush()
+		hs.Summary = tb.String()
+		for _, row := range lo.lossRows(opt.Counters) {
+			if row.Event {
+				hs.Events = append(hs.Events, row)
+			} else {
+				hs.Lost = append(hs.Lost, row)
+				hs.LostSeen += row.Seen
+			}
+		}
 		for _, e := range s.Expectations {
 			if e.Pass {
 				hs.Passed++
@@ -148,10 +163,11 @@ func paragraphs(s string) []string {
 	return out
 }
 
-// dropRows merges the step's counters with the drop notes of its packets.
-func dropRows(s *Step) []dropRow {
-	var rows []dropRow
-	for k, n := range s.Drops {
+// countersFromDrops turns a Step's plain Drops map ("WHERE/REASON" →
+// count) into counters, for callers that do not classify them.
+func countersFromDrops(drops map[string]uint64) []Counter {
+	var cs []Counter
+	for k, n := range drops {
 		if n == 0 {
 			continue
 		}
@@ -159,28 +175,10 @@ func dropRows(s *Step) []dropRow {
 		if !ok {
 			where, reason = "", k
 		}
-		rows = append(rows, dropRow{Where: where, Reason: reason, Count: n, Source: "counter"})
+		cs = append(cs, Counter{Where: where, Reason: reason, Count: n})
 	}
-	notes := map[[2]string]uint64{}
-	for i := range s.Packets {
-		p := &s.Packets[i]
-		if p.Dropped != "" {
-			notes[[2]string{p.Ifname + "@" + p.Point.String(), p.Dropped}]++
-		}
-	}
-	for k, n := range notes {
-		rows = append(rows, dropRow{Where: k[0], Reason: k[1], Count: n, Source: "capture notes"})
-	}
-	slices.SortFunc(rows, func(a, b dropRow) int {
-		if c := strings.Compare(a.Source, b.Source); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.Where, b.Where); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Reason, b.Reason)
-	})
-	return rows
+	slices.SortFunc(cs, func(a, b Counter) int { return strings.Compare(a.Where+a.Reason, b.Where+b.Reason) })
+	return cs
 }
 
 func addrPort(a netip.Addr, port uint16) string {

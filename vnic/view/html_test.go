@@ -46,10 +46,10 @@ func exampleReport(t testing.TB) (Report, int) {
 			},
 		},
 	}
-	// Marks: story 1 draws a0 host-tx (2 data), a0 wire (7 data), b0
-	// host-rx (1 merged) on the sequence axis; story 3 draws all 2 + 4 +
-	// 1 packets in capture order.
-	return r, 10 + 7
+	// Marks: every packet, in capture order: story 1 a0 host-tx 3, a0
+	// wire 8, b0 host-rx 2; story 3 a0 host-tx 2, a0 wire 4, a0 host-rx 1
+	// (each ICMP error a triangle of its own).
+	return r, 13 + 7
 }
 
 func TestWriteHTML(t *testing.T) {

@@ -2,7 +2,9 @@ package view
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"vnic/vnic/capture"
@@ -21,13 +23,58 @@ func (l *TextOptions) wires() []string {
 	return nil
 }
 
+// Hop is a router interface on the path from Sender to Receiver: a lane of
+// what tcpdump on it shows, both directions — what arrived after its GRO
+// (its host-rx) and what it sent (its host-tx). Ifname is its capture name
+// ("router.eth1": interfaces <router>.<iface>@host-rx and @host-tx);
+// Ingress is true for the interface facing the sender (packets towards the
+// receiver arrive there), false for the one facing the receiver (they
+// leave there). A gVisor router records its interfaces so, and so does a
+// Linux router host with vnic NICs: each NIC is a hop.
+type Hop struct {
+	Ifname  string
+	Ingress bool
+}
+
 // lane is one column of the text or one lane of the picture.
 type lane struct {
-	point  capture.Point
-	ifname string
-	title  string    // "a0@host-tx"
-	role   string    // "sender tcpdump", "wire", "receiver tcpdump"
-	pkts   []*Packet // in time order
+	points  uint8 // 1 << capture.Point for each point shown
+	ifname  string
+	title   string // "a0@host-tx", "router.eth1"
+	role    string // "sender's tcpdump", "the wire", "router's tcpdump -i eth1"
+	kind    laneKind
+	ingress bool      // a hop facing the sender
+	pkts    []*Packet // in time order
+}
+
+type laneKind uint8
+
+const (
+	laneTX laneKind = iota
+	laneWire
+	laneHop
+	laneRX
+)
+
+func (ln *lane) has(p *Packet) bool {
+	return p.Ifname == ln.ifname && ln.points&(1<<p.Point) != 0
+}
+
+// down reports whether p, in this lane, travels from the sender towards
+// the receiver (the direction the lanes are ordered in).
+func (ln *lane) down(p *Packet) bool {
+	switch ln.kind {
+	case laneTX, laneRX:
+		return true
+	case laneWire:
+		return p.Dir == capture.Out
+	case laneHop:
+		if ln.ingress {
+			return p.Point == capture.HostRX
+		}
+		return p.Point == capture.HostTX
+	}
+	return false
 }
 
 // layout is a step's packets sorted into lanes, linked, and grouped.
@@ -40,6 +87,10 @@ type layout struct {
 	up, down map[*Packet][]*Packet
 	laneOf   map[*Packet]int
 	other    int // packets of the step not in any lane
+	// lost are the packets that did not arrive, by packet.
+	lost map[*Packet]*Loss
+	// losses in lane order, then time.
+	losses []*Loss
 }
 
 // group is a connected set of linked packets: a super-packet, its
@@ -51,15 +102,24 @@ type group struct {
 }
 
 func buildLayout(pkts []Packet, l *TextOptions) *layout {
-	lo := &layout{up: map[*Packet][]*Packet{}, down: map[*Packet][]*Packet{}, laneOf: map[*Packet]int{}, start: l.Start}
+	lo := &layout{up: map[*Packet][]*Packet{}, down: map[*Packet][]*Packet{}, laneOf: map[*Packet]int{}, start: l.Start,
+		lost: map[*Packet]*Loss{}}
 	if l.Sender != "" {
-		lo.lanes = append(lo.lanes, &lane{point: capture.HostTX, ifname: l.Sender, title: l.Sender + "@host-tx", role: "sender's tcpdump"})
+		lo.lanes = append(lo.lanes, &lane{points: 1 << capture.HostTX, ifname: l.Sender, title: l.Sender + "@host-tx", role: "sender's tcpdump", kind: laneTX})
 	}
 	for _, w := range l.wires() {
-		lo.lanes = append(lo.lanes, &lane{point: capture.Wire, ifname: w, title: w + "@wire", role: "the wire"})
+		lo.lanes = append(lo.lanes, &lane{points: 1 << capture.Wire, ifname: w, title: w + "@wire", role: "the wire", kind: laneWire})
+	}
+	for _, h := range l.Hops {
+		role := "tcpdump -i " + h.Ifname
+		if r, i, ok := strings.Cut(h.Ifname, "."); ok {
+			role = r + "'s tcpdump -i " + i
+		}
+		lo.lanes = append(lo.lanes, &lane{points: 1<<capture.HostRX | 1<<capture.HostTX, ifname: h.Ifname, title: h.Ifname, role: role,
+			kind: laneHop, ingress: h.Ingress})
 	}
 	if l.Receiver != "" {
-		lo.lanes = append(lo.lanes, &lane{point: capture.HostRX, ifname: l.Receiver, title: l.Receiver + "@host-rx", role: "receiver's tcpdump"})
+		lo.lanes = append(lo.lanes, &lane{points: 1 << capture.HostRX, ifname: l.Receiver, title: l.Receiver + "@host-rx", role: "receiver's tcpdump", kind: laneRX})
 	}
 	for i := range pkts {
 		p := &pkts[i]
@@ -68,7 +128,7 @@ func buildLayout(pkts []Packet, l *TextOptions) *layout {
 		}
 		found := false
 		for li, ln := range lo.lanes {
-			if p.Point == ln.point && p.Ifname == ln.ifname {
+			if ln.has(p) {
 				ln.pkts = append(ln.pkts, p)
 				lo.laneOf[p] = li
 				found = true
@@ -92,6 +152,7 @@ func buildLayout(pkts []Packet, l *TextOptions) *layout {
 	}
 	lo.link()
 	lo.group()
+	lo.findLosses(l.Counters)
 	return lo
 }
 
@@ -100,23 +161,16 @@ func (lo *layout) addEdge(upper, lower *Packet) {
 	lo.down[upper] = append(lo.down[upper], lower)
 }
 
-type numKey struct {
-	ifname string
-	num    uint64
-}
-
-// link connects each pair of adjacent lanes.
+// link connects each pair of adjacent lanes: through the capture comments
+// within one NIC (a segment names its host-tx packet, a wire packet the
+// host-rx packet it was merged into), by content everywhere else.
 func (lo *layout) link() {
 	for i := 0; i+1 < len(lo.lanes); i++ {
 		a, b := lo.lanes[i], lo.lanes[i+1]
 		switch {
-		case a.point == capture.HostTX && b.point == capture.Wire:
+		case a.kind == laneTX && b.kind == laneWire:
 			lo.linkTX(a, b)
-		case a.point == capture.Wire && b.point == capture.HostRX:
-			lo.linkRX(a, b)
-		case a.point == capture.Wire && b.point == capture.Wire:
-			lo.linkSame(a, b)
-		case a.point == capture.HostTX && b.point == capture.HostRX:
+		default:
 			lo.linkRX(a, b)
 		}
 	}
@@ -149,16 +203,15 @@ func (lo *layout) linkTX(tx, wire *lane) {
 	}
 }
 
-// linkRX links host-rx packets to the wire packets merged into them: by
-// the comment "merged into host-rx #m" where the capture has it, else by
-// content: a TCP packet covers the segments of its flow whose [seq,end)
-// lie inside its own range, seen at or before it; anything else matches
-// one packet with the same addresses, protocol, IP ID, fragment offset
-// and length. The same function matches any lane against the one above
-// it by content.
+// linkRX links the packets of a lane to those of the lane above them: by
+// the comment "merged into host-rx #m" from a NIC's wire to its own
+// host-rx, else by content: a TCP packet covers the segments of its flow
+// whose [seq,end) lie inside its own range, seen at or before it; anything
+// else matches one packet with the same addresses, protocol, IP ID,
+// fragment offset and length.
 func (lo *layout) linkRX(upper, rx *lane) {
 	linked := map[*Packet]bool{}
-	if upper.point == capture.Wire && upper.ifname == rx.ifname {
+	if upper.kind == laneWire && rx.kind == laneRX && upper.ifname == rx.ifname {
 		byNum := map[uint64]*Packet{}
 		for _, p := range rx.pkts {
 			if p.Num != 0 {
@@ -185,17 +238,6 @@ func (lo *layout) linkRX(upper, rx *lane) {
 	}
 }
 
-// linkSame links the same packet seen in two lanes (two wires).
-func (lo *layout) linkSame(a, b *lane) {
-	linked := map[*Packet]bool{}
-	for _, p := range b.pkts {
-		for _, w := range matchContent(p, a, b, linked) {
-			linked[w] = true
-			lo.addEdge(w, p)
-		}
-	}
-}
-
 // slack is how much later than the packet it is matched with a packet in
 // the lane above may be stamped (the two points may take their clocks at
 // slightly different moments).
@@ -208,7 +250,7 @@ func matchContent(r *Packet, upper, rxl *lane, linked map[*Packet]bool) []*Packe
 		return nil
 	}
 	wantDir := capture.DirUnknown
-	if upper.point == capture.Wire && rxl.point == capture.HostRX && upper.ifname == rxl.ifname {
+	if upper.kind == laneWire && rxl.kind == laneRX && upper.ifname == rxl.ifname {
 		wantDir = capture.In
 	}
 	ok := func(w *Packet) bool {
@@ -216,8 +258,16 @@ func matchContent(r *Packet, upper, rxl *lane, linked map[*Packet]bool) []*Packe
 			!w.TS.After(r.TS.Add(slack)) && w.Src == r.Src && w.Dst == r.Dst && w.Proto == r.Proto
 	}
 	if r.IsTCP() && r.RelEnd != r.RelSeq {
-		// Walk back from r's time, taking segments inside r's range
-		// until the range is covered.
+		// The same segment first (a packet forwarded or delivered as it
+		// was), the latest copy.
+		for i := len(upper.pkts) - 1; i >= 0; i-- {
+			w := upper.pkts[i]
+			if ok(w) && w.IsTCP() && w.SrcPort == r.SrcPort && w.DstPort == r.DstPort && w.RelSeq == r.RelSeq && w.RelEnd == r.RelEnd && w.Flags == r.Flags {
+				return []*Packet{w}
+			}
+		}
+		// Else walk back from r's time, taking segments inside r's
+		// range until the range is covered.
 		var got []*Packet
 		covered := uint32(0)
 		want := r.RelEnd - r.RelSeq
@@ -337,7 +387,7 @@ func (lo *layout) rows(g *group) [][]*Packet {
 	n := 0
 	ref := -1
 	for li, c := range g.cells {
-		if len(c) > n || len(c) == n && ref >= 0 && lo.lanes[li].point == capture.Wire && lo.lanes[ref].point != capture.Wire {
+		if len(c) > n || len(c) == n && ref >= 0 && lo.lanes[li].kind == laneWire && lo.lanes[ref].kind != laneWire {
 			n, ref = len(c), li
 		}
 	}
@@ -391,4 +441,198 @@ func (lo *layout) rows(g *group) [][]*Packet {
 		}
 	}
 	return out
+}
+
+// Counter is one of a step's counters, classified: a drop (a packet that
+// did not arrive, counted where it died) or an event (something that
+// happened to packets that went on, or a packet that was made: an ICMP
+// error sent, an MSS clamped).
+type Counter struct {
+	// Where the counter counts: "server1's NIC", "router (forwarding)",
+	// "basil's kernel".
+	Where string
+	// Reason in words: "above the hardware MTU 1500", "bad TCP checksum".
+	Reason string
+	Count  uint64
+	// Event: not a loss.
+	Event bool
+	// LastSeen are the capture points (IFNAME@POINT) where a packet this
+	// counter drops was last seen: a packet seen there that never reached
+	// the next lane is matched with the counter.
+	LastSeen []string
+	// Match, if set, must hold for such a packet (e.g. a bad checksum: a
+	// kernel drops only those of what its NIC handed it).
+	Match func(p *Packet) bool
+	// Limit, when not 0, is the size the packet was above: the reason of
+	// one packet then reads "IP len 8996 > " + LimitName + " 1500".
+	Limit     int
+	LimitName string
+}
+
+// Loss is a packet that left a capture point and did not reach the next
+// one (or, at the receiver's host-rx, that its kernel dropped).
+type Loss struct {
+	P *Packet
+	// Lane is the lane it was last seen in.
+	Lane int
+	// Where and Reason: from the counter that explains it, or "between A
+	// and B" / "not seen at B" when none does.
+	Where, Reason string
+	// Detail is the reason for this packet ("IP len 8996 > hardware MTU
+	// 1500").
+	Detail string
+	// Counted: a counter explains it.
+	Counted bool
+}
+
+// Text is "where: detail".
+func (l *Loss) Text() string {
+	d := l.Detail
+	if d == "" {
+		d = l.Reason
+	}
+	return l.Where + ": " + d
+}
+
+// findLosses marks the packets that did not arrive: for each pair of
+// adjacent lanes where the lower lane is downstream of the upper (not a
+// NIC's own wire above its own host-rx, which is the return path), every
+// packet of the upper lane travelling towards the receiver that is linked
+// to nothing in the lower one; and at the last lane, the packets a
+// counter with a Match says its kernel dropped. Each is explained by a
+// counter whose LastSeen names its capture point, while that counter's
+// count lasts.
+func (lo *layout) findLosses(counters []Counter) {
+	left := make([]uint64, len(counters))
+	for i, c := range counters {
+		left[i] = c.Count
+	}
+	explain := func(p *Packet, li int, next string) {
+		at := p.Ifname + "@" + p.Point.String()
+		l := &Loss{P: p, Lane: li}
+		for i := range counters {
+			c := &counters[i]
+			if c.Event || left[i] == 0 || !slices.Contains(c.LastSeen, at) || c.Match != nil && !c.Match(p) {
+				continue
+			}
+			left[i]--
+			l.Where, l.Reason, l.Counted = c.Where, c.Reason, true
+			if c.Limit > 0 {
+				n := p.IPLen
+				if !p.Valid {
+					n = p.Len
+				}
+				l.Detail = fmt.Sprintf("IP len %d > %s %d", n, c.LimitName, c.Limit)
+			}
+			break
+		}
+		if !l.Counted {
+			if next == "" {
+				return // the last lane: nothing says its kernel dropped it
+			}
+			l.Where = "between " + lo.lanes[li].title + " and " + next
+			l.Reason = "not seen at " + next + " (no counter explains it)"
+		}
+		lo.lost[p] = l
+		lo.losses = append(lo.losses, l)
+	}
+	for li, ln := range lo.lanes {
+		for _, p := range ln.pkts {
+			if p.Dropped != "" {
+				// The recorder's own note: dropped right here.
+				l := &Loss{P: p, Lane: li, Where: ln.title, Reason: p.Dropped, Counted: true}
+				lo.lost[p] = l
+				lo.losses = append(lo.losses, l)
+			}
+		}
+		if li+1 < len(lo.lanes) {
+			nx := lo.lanes[li+1]
+			if ln.kind == laneWire && nx.kind == laneRX && ln.ifname == nx.ifname || len(nx.pkts) == 0 && len(ln.pkts) > 0 && !anyCounterAt(counters, ln) {
+				// The return path, or a lane that saw nothing this
+				// step (a filter, another direction).
+				continue
+			}
+			for _, p := range ln.pkts {
+				if ln.down(p) && len(lo.down[p]) == 0 && p.Valid && !(p.ICMP != nil && p.ICMP.Error) && lo.lost[p] == nil {
+					explain(p, li, nx.title)
+				}
+			}
+			continue
+		}
+		for _, p := range ln.pkts {
+			if ln.down(p) {
+				for _, c := range counters {
+					if c.Match != nil && !c.Event && slices.Contains(c.LastSeen, p.Ifname+"@"+p.Point.String()) && c.Match(p) {
+						explain(p, li, "")
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// anyCounterAt reports whether a drop counter names a point of ln.
+func anyCounterAt(counters []Counter, ln *lane) bool {
+	for _, c := range counters {
+		if c.Event {
+			continue
+		}
+		for _, at := range c.LastSeen {
+			if ifname, p, ok := capture.ParseInterfaceName(at); ok && ifname == ln.ifname && ln.points&(1<<p) != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// PathHops finds, in a step's packets, the interfaces of the hosts
+// between Sender and Receiver that the sender's packets crossed: every
+// capture name other than theirs whose host-rx saw a packet from one of
+// the sender's addresses (an ingress, facing the sender) or whose host-tx
+// sent one on (an egress, facing the receiver), in the order the first
+// such packet reached them. A gVisor router's interfaces are named
+// <router>.<iface>, a Linux router host's vnic NICs <host>.<nic>: both are
+// found, however many NICs a host has.
+func PathHops(pkts []Packet, sender, receiver string) []Hop {
+	srcs := map[string]bool{}
+	for i := range pkts {
+		p := &pkts[i]
+		if p.Valid && p.Ifname == sender && p.Point == capture.HostTX {
+			srcs[p.Src.String()] = true
+		}
+	}
+	type seen struct {
+		hop   Hop
+		first int // index of the first packet
+	}
+	found := map[string]*seen{}
+	for i := range pkts {
+		p := &pkts[i]
+		if !p.Valid || p.Ifname == sender || p.Ifname == receiver || !srcs[p.Src.String()] {
+			continue
+		}
+		if p.Point != capture.HostRX && p.Point != capture.HostTX {
+			continue
+		}
+		if _, ok := found[p.Ifname]; !ok {
+			found[p.Ifname] = &seen{Hop{Ifname: p.Ifname, Ingress: p.Point == capture.HostRX}, i}
+		}
+	}
+	var out []*seen
+	for _, s := range found {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *seen) int {
+		if c := pkts[a.first].TS.Compare(pkts[b.first].TS); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.first, b.first)
+	})
+	hops := make([]Hop, len(out))
+	for i, s := range out {
+		hops[i] = s.hop
+	}
+	return hops
 }

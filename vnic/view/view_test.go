@@ -60,20 +60,24 @@ func TestDecodeStory1(t *testing.T) {
 func TestSideBySideStory1(t *testing.T) {
 	pkts := Decode(story1(t, true))
 	var b bytes.Buffer
-	if err := SideBySide(&b, pkts, TextOptions{Sender: "a0", Receiver: "b0"}); err != nil {
+	opt := TextOptions{Sender: "a0", Receiver: "b0", Width: 160}
+	if err := SideBySide(&b, pkts, opt); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSummary(&b, pkts, opt); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
 	for _, want := range []string{
-		"00:00:00.000100 P. 1:7241 len 7240 gso 1448",
-		"00:00:00.000110 P. 7241:10001 len 2760 gso 1448",
-		"00:00:00.000100 > . 1:1449 len 1448 [1/5]",
-		"00:00:00.000110 > P. 8689:10001 len 1312 [2/2]",
-		"00:00:00.000150 P. 1:10001 len 10000 gro 7",
-		"3 packets, max IP len 7292, max TCP len 7240",
-		"2 above MTU 1500, 2 TCP len above MSS 1448",
-		"8 packets, max IP len 1500, max TCP len 1448",
-		"0 above MTU 1500, 0 TCP len above MSS 1448",
+		"0.100 | P. 1:7241 len 7240 gso 1448 ",
+		"| P. 7241:10001 len 2760 gso 1448 ",
+		"| > . 1:1449 len 1448 [1/5] ",
+		"| > P. 8689:10001 len 1312 [2/2] ",
+		"| P. 1:10001 len 10000 gro 7",
+		"a0@host-tx               sender's tcpdump       3    7292    2    2    -  -",
+		"a0@wire                  the wire               8    1500    0    0    -  -",
+		"b0@host-rx               receiver's tcpdump     2   10052    1    1    -  -",
+		"did not arrive: nothing",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
@@ -135,15 +139,14 @@ func TestICMPFragNeeded(t *testing.T) {
 		t.Errorf("Summary: %q", s)
 	}
 	var b bytes.Buffer
-	if err := SideBySide(&b, pkts, TextOptions{Sender: "a0", Receiver: "a0", Checksums: true}); err != nil {
+	if err := SideBySide(&b, pkts, TextOptions{Sender: "a0", Receiver: "a0", Checksums: true, Width: 160}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
 	for _, want := range []string{
 		"!! ICMP frag needed, mtu 1500",
-		"00:00:00.000000 P. 0:2896 len 2896 gso 1448,",
-		"DROP ttl exceeded",
-		"csum partial",
+		"| P. 0:2896 len 2896 gso 1448, csum partial",
+		"✗ > . 2896:2996 len 100, DROP",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
@@ -296,4 +299,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestPathHops: the interfaces between sender and receiver are found in
+// the capture, ingress (host-rx of the sender's packets) before egress
+// (host-tx), whatever the host is: a gVisor router's, or a router host's
+// vnic NICs.
+func TestPathHops(t *testing.T) {
+	mk := func(ifname string, pt capture.Point, us int, src string) capture.Record {
+		p := pkttest.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr("198.18.2.2"), Payload: []byte("x")}
+		b := p.Build()
+		return capture.Record{Ifname: ifname, Point: pt, TS: at(us), Data: b, Len: len(b)}
+	}
+	pkts := Decode([]capture.Record{
+		mk("web.eth0", capture.HostTX, 0, "198.18.1.2"),
+		mk("web.eth0", capture.Wire, 0, "198.18.1.2"),
+		mk("rtr.eth1", capture.HostRX, 5, "198.18.1.2"),
+		mk("rtr.eth1", capture.HostTX, 6, "198.18.1.1"), // the router's own ICMP back
+		mk("rtr.eth0", capture.HostTX, 7, "198.18.1.2"),
+		mk("client.eth0", capture.HostRX, 9, "198.18.1.2"),
+	})
+	got := PathHops(pkts, "web.eth0", "client.eth0")
+	want := []Hop{{"rtr.eth1", true}, {"rtr.eth0", false}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("PathHops = %v, want %v", got, want)
+	}
 }
