@@ -1,9 +1,16 @@
 // Package nic is vnic's NIC: one type that `vnic up`, `vnic lab` and the
 // benchmarks all build the same way — a host-side Device (a TUN with
-// virtio-net header offloads), an engine doing in software what NIC
+// virtio-net header offloads, or with Options.Mode ModeTAP a TAP: an
+// Ethernet NIC with a MAC address), an engine doing in software what NIC
 // hardware does, and a far end (the "wire") that can be anything: the
 // gVisor peer host, another NIC (a direct wire between two namespaces), a
-// router interface, a wire with impairments.
+// router interface, a wire with impairments, and for a TAP NIC an existing
+// Linux interface (afpacket.Wire) or a VXLAN tunnel (vxlan.Wire).
+//
+// On a TAP NIC every frame is an Ethernet frame, host side and wire side:
+// segment and coalesce take its MAC header (their L2Len), csum_start and
+// hdr_len count from it, and frames that are not IP (ARP, neighbour
+// discovery is IPv6) cross as they are.
 //
 // Read this first. The path of a frame:
 //

@@ -31,7 +31,9 @@ type Device interface {
 // WireEnd is the far end of a NIC's wire: whatever takes the wire-size
 // packets its transmit side puts on the cable — the gVisor peer
 // (*peer.Peer), another NIC (*NIC: a direct wire), a router interface, a
-// wire.Wire with impairments (InjectFunc(w.Send)). Inject is called from
+// wire.Wire with impairments (InjectFunc(w.Send)), and for a TAP NIC's
+// Ethernet frames an interface (*afpacket.Wire) or a VXLAN tunnel
+// (*vxlan.Wire). Inject is called from
 // one goroutine at a time (the NIC's transmit loop) and must not keep
 // pkts nor their buffers after it returns.
 type WireEnd interface {
