@@ -23,7 +23,7 @@ import (
 // router (forwarding keeps no state); the NICs' wires follow cur.
 type labRouter struct {
 	cfg  Router
-	nics []*nic.NIC      // by interface
+	nics []*nic.NIC     // by interface
 	caps []*capture.NIC // by interface: what tcpdump on it shows
 	log  func(msg string, args ...any)
 

@@ -170,4 +170,3 @@ func TestGROFixedForwardsWhole(t *testing.T) {
 		t.Errorf("forwarded %d packets above the egress MTU", len(r2c1.pkts))
 	}
 }
-
