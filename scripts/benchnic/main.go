@@ -1324,19 +1324,7 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 	}
 
 	if len(lats) > 0 {
-		fmt.Fprintf(&b, "\nround-trip latency: ping -c 20 -i 0.05 (ICMP), median (min–max) ms; under load = during a 1-stream vnic/traffic Send on the same path\n")
-		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "path\tidle RTT ms\tlost\tloaded RTT ms\tlost\tload Gbit/s\t\n")
-		rng := func(v []float64) string {
-			if len(v) == 0 {
-				return "—"
-			}
-			return fmt.Sprintf("%.3f (%.3f–%.3f)", medianOf(v), slices.Min(v), slices.Max(v))
-		}
-		for _, l := range lats {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.2f\t\n", l.name, rng(l.idle), l.lostI, rng(l.loaded), l.lostL, l.loadGbps)
-		}
-		tw.Flush()
+		latencyTable(&b, lats, "a 1-stream transfer on the same path")
 		fmt.Fprintf(&b, "\nidle: CPU of each child over %.1f s with no traffic:", idleSecs)
 		for _, i := range idles {
 			fmt.Fprintf(&b, " %s %.2f s (%.1f %% of a core);", i.name, i.cpu, 100*i.cpu/idleSecs)
@@ -1375,6 +1363,24 @@ func bench(ctx context.Context, e *env, o benchOptions) error {
 }
 
 // machine describes the host: cores, CPU model, kernel, Go.
+// latencyTable writes the ping round-trip times of lats, idle and under
+// load (what the load was).
+func latencyTable(b *strings.Builder, lats []latency, load string) {
+	fmt.Fprintf(b, "\nround-trip latency: ping -c 20 -i 0.05 (ICMP), median (min–max) ms; under load = during %s\n", load)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "path\tidle RTT ms\tlost\tloaded RTT ms\tlost\tload Gbit/s\t\n")
+	rng := func(v []float64) string {
+		if len(v) == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.3f (%.3f–%.3f)", medianOf(v), slices.Min(v), slices.Max(v))
+	}
+	for _, l := range lats {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%.2f\t\n", l.name, rng(l.idle), l.lostI, rng(l.loaded), l.lostL, l.loadGbps)
+	}
+	tw.Flush()
+}
+
 // isSet reports whether the flag name was given on the command line.
 func isSet(name string) bool {
 	set := false

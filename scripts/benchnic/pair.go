@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -347,17 +346,8 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 	}
 	tw.Flush()
 	var relayLoaded, pairLoaded float64
-	fmt.Fprintf(&b, "\nround-trip latency: ping -c 20 -i 0.05, median (min–max) ms; under load = during a one-stream iperf3 A → B\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "path\tidle RTT ms\tloaded RTT ms\tlost\tload Gbit/s\t\n")
-	rng := func(v []float64) string {
-		if len(v) == 0 {
-			return "—"
-		}
-		return fmt.Sprintf("%.3f (%.3f–%.3f)", medianOf(v), slices.Min(v), slices.Max(v))
-	}
+	latencyTable(&b, lats, "a one-stream iperf3 A → B")
 	for _, l := range lats {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t\n", l.name, rng(l.idle), rng(l.loaded), l.lostI+l.lostL, l.loadGbps)
 		switch l.name {
 		case relay.name:
 			relayLoaded = medianOf(l.loaded)
@@ -365,7 +355,6 @@ func pairSuite(ctx context.Context, e *env, o benchOptions) error {
 			pairLoaded = medianOf(l.loaded)
 		}
 	}
-	tw.Flush()
 	fmt.Fprintf(&b, "pair loaded RTT / null relay's (≤ 1.20): %s\n", mark(pairLoaded/relayLoaded, 1.2, true))
 	fmt.Fprintf(&b, "\nidle CPU over %.1f s with no traffic:", idleSecs)
 	idleOK := true
