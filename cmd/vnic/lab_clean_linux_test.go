@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/kerneltest"
 	"vnic/vnic/nsutil"
 )
@@ -177,6 +178,10 @@ func TestLabKill9LeftoversAreCleaned(t *testing.T) {
 	file := scenarioFile(t, name)
 
 	left := killedRun(t, bin, file, name, 2)
+	taps, _ := filepath.Glob(filepath.Join(capture.TapDir, "lab-"+name+"-*.tap"))
+	if len(taps) != 1 {
+		t.Errorf("the killed run's live tap: %v, want one stale socket", taps)
+	}
 
 	// Someone else's namespace with a name like a lab's.
 	foreign := "lab-" + name + "-ginger-000000"
@@ -204,6 +209,11 @@ func TestLabKill9LeftoversAreCleaned(t *testing.T) {
 	}
 	if got := labNamespaces(t, name); !slices.Equal(got, []string{foreign}) {
 		t.Errorf("after vnic lab clean: %v, want only %s (not vnic's)", got, foreign)
+	}
+	for _, p := range taps {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("vnic lab clean left the killed run's stale tap socket %s", p)
+		}
 	}
 	if out, err := exec.Command(bin, "lab", "clean", name).CombinedOutput(); err != nil || strings.Contains(string(out), "lab-"+name) {
 		t.Errorf("vnic lab clean again: %v\n%s", err, out)

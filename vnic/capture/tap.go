@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"vnic/vnic/safefile"
 )
 
 // TapDir is where live taps listen, beside the daemons' control sockets.
@@ -66,21 +68,13 @@ func ListenTap(path, desc string, log *slog.Logger) (*Tap, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("capture: live tap: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("capture: live tap %s: another process serves it", path)
-		}
-		_ = os.Remove(path)
+	// A socket a killed process of ours left is replaced, one that answers
+	// refused, nothing else at the path touched; closing removes it.
+	ln, err := safefile.ListenUnix(path)
+	if errors.Is(err, safefile.ErrSocketInUse) {
+		return nil, fmt.Errorf("capture: live tap %s: another process serves it", path)
 	}
-	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("capture: live tap: %w", err)
-	}
-	// Created with the process umask (connecting needs write permission,
-	// which the usual 022 gives the owner only); root's alone from here.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("capture: live tap: %w", err)
 	}
 	t := &Tap{ln: ln, path: path, desc: desc, log: log, conns: map[net.Conn]bool{}}
@@ -118,8 +112,7 @@ func (t *Tap) Close() error {
 		c.Close()
 	}
 	t.mu.Unlock()
-	err := t.ln.Close()
-	_ = os.Remove(t.path)
+	err := t.ln.Close() // removes the socket, if still ours
 	t.wg.Wait()
 	return err
 }

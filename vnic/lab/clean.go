@@ -6,10 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"vnic/vnic/capture"
 	"vnic/vnic/nsutil"
+	"vnic/vnic/safefile"
 )
 
 // ownerPrefix starts what the namespace records of a lab run say created
@@ -25,13 +28,25 @@ func Clean(scenarios ...string) ([]nsutil.Record, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("vnic lab clean needs root: run it as root, e.g. with sudo")
 	}
-	return nsutil.Sweep(func(r nsutil.Record) bool {
+	removed, err := nsutil.Sweep(func(r nsutil.Record) bool {
 		name, ok := strings.CutPrefix(r.By, ownerPrefix)
 		if !ok || !strings.HasPrefix(r.Name, "lab-") {
 			return false
 		}
 		return len(scenarios) == 0 || slices.Contains(scenarios, name)
 	})
+	// The live taps killed runs left (lab-SCENARIO-SUFFIX.tap): a stale
+	// socket of ours is removed, one that answers (a run going on) and
+	// anything else left alone.
+	taps, _ := filepath.Glob(filepath.Join(capture.TapDir, "lab-*.tap"))
+	for _, p := range taps {
+		id := strings.TrimSuffix(filepath.Base(p), ".tap")
+		if len(scenarios) > 0 && !slices.ContainsFunc(scenarios, func(s string) bool { return strings.HasPrefix(id, "lab-"+s+"-") }) {
+			continue
+		}
+		_ = safefile.RemoveStaleSocket(p)
+	}
+	return removed, err
 }
 
 // cleanLeftovers is Clean of every scenario, before a run: it says on w

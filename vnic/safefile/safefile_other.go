@@ -5,6 +5,7 @@ package safefile
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 )
 
@@ -19,3 +20,12 @@ func Create(path string, perm os.FileMode) (*os.File, error) { return nil, errUn
 
 // MkdirAll returns an error wrapping errors.ErrUnsupported.
 func MkdirAll(path string, perm os.FileMode) error { return errUnsupported }
+
+// ErrSocketInUse is wrapped when a process answers on a socket.
+var ErrSocketInUse = errors.New("a process answers on the socket")
+
+// ListenUnix returns an error wrapping errors.ErrUnsupported.
+func ListenUnix(path string) (net.Listener, error) { return nil, errUnsupported }
+
+// RemoveStaleSocket returns an error wrapping errors.ErrUnsupported.
+func RemoveStaleSocket(path string) error { return errUnsupported }
