@@ -308,3 +308,46 @@ func TestPairKill9LeavesNothingToTripOver(t *testing.T) {
 		}
 	}
 }
+
+// TestVXLANOverPair: a Linux VXLAN device stacked on each end of a vnic
+// pair hands the NIC tunnel super-packets (the UDP tunnel offloads:
+// `ethtool -k` shows tx-udp_tnl-segmentation on), which the NIC cuts as
+// skb_udp_tunnel_segment does: every byte crosses the tunnel, both ways,
+// nothing above the MTU on the wire, no checksum error anywhere.
+func TestVXLANOverPair(t *testing.T) {
+	nsB := uniqueNetns(t)
+	d := startDaemon(t, daemon.Config{Wire: "netns:" + nsB, Snaplen: 128})
+	if out := nsExec(t, d.ns, "ethtool", "-k", "vnic0"); !strings.Contains(out, "tx-udp_tnl-segmentation: on") {
+		kerneltest.RequireFeature(t, "TUN's UDP tunnel offloads (Linux 6.17+): ethtool -k shows\n"+out)
+	}
+	for i, ns := range []string{d.ns, nsB} {
+		me, far := i+1, 2-i
+		nsExec(t, ns, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", fmt.Sprintf("198.18.0.%d", me),
+			"remote", fmt.Sprintf("198.18.0.%d", far), "dev", "vnic0", "dstport", "4789")
+		nsExec(t, ns, "ip", "addr", "add", fmt.Sprintf("198.19.77.%d/24", me), "dev", "vx0")
+		nsExec(t, ns, "ip", "link", "set", "vx0", "up")
+	}
+	transferChecked(t, d.ns, nsB, "198.19.77.2", 0, 8<<20)
+	transferChecked(t, nsB, d.ns, "198.19.77.1", 0, 8<<20)
+	for _, ns := range []string{d.ns, nsB} {
+		if n := tcpInCsumErrors(t, ns); n != 0 {
+			t.Errorf("%s: TcpInCsumErrors %d", ns, n)
+		}
+	}
+	s := d.Stats()
+	if s.HostTXTunnel == 0 || s.Far.HostTXTunnel == 0 {
+		t.Errorf("tunnel super-packets: A %d, B %d: want both > 0", s.HostTXTunnel, s.Far.HostTXTunnel)
+	}
+	if s.DropTotal()+s.Far.DropTotal() != 0 {
+		t.Errorf("drops: A %v, B %v", s.Drops, s.Far.Drops)
+	}
+	maxWire := 0
+	for _, r := range d.records() {
+		if r.Point == capture.Wire && r.Len > maxWire {
+			maxWire = r.Len
+		}
+	}
+	if maxWire > 1500 {
+		t.Errorf("a %d-byte packet on the wire of an MTU-1500 NIC", maxWire)
+	}
+}

@@ -44,7 +44,13 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 			}
 			dev, offloads = d, "negotiated by wireguard-go"
 		default:
-			d, err := tundev.Open(tundev.Config{Name: opt.Name, Offloads: tundev.All, TAP: opt.Mode == ModeTAP, Logger: log})
+			offl := tundev.All
+			if opt.Mode != ModeTAP {
+				// VXLAN over the NIC hands it tunnel super-packets (Linux
+				// 6.17+; given up, logged, where the kernel refuses them).
+				offl |= tundev.UDPTunnel | tundev.UDPTunnelCsum
+			}
+			d, err := tundev.Open(tundev.Config{Name: opt.Name, Offloads: offl, TAP: opt.Mode == ModeTAP, Logger: log})
 			if err != nil {
 				return err
 			}

@@ -87,6 +87,9 @@ type Stats struct {
 	// type.
 	HostTX      Counter `json:"host_tx"`
 	HostTXSuper uint64  `json:"host_tx_super"`
+	// HostTXTunnel counts the super-packets inside a UDP tunnel (VXLAN
+	// over this NIC, with the tunnel offloads), among HostTXSuper.
+	HostTXTunnel uint64 `json:"host_tx_tunnel"`
 	// WireOut counts packets the NIC put on the wire (after TSO); WireIn
 	// packets it took off the wire.
 	WireOut Counter `json:"wire_out"`
@@ -172,6 +175,7 @@ func (t *tally) flushTo(c *counter) {
 type stats struct {
 	hostTX, wireOut, wireIn, hostRX counter
 	hostTXSuper, hostRXMerged       atomic.Uint64
+	hostTXTunnel                    atomic.Uint64
 	drops                           [numPlaces]drop.Counters
 }
 
@@ -179,6 +183,7 @@ func (s *stats) snapshot() Stats {
 	st := Stats{
 		HostTX:       s.hostTX.load(),
 		HostTXSuper:  s.hostTXSuper.Load(),
+		HostTXTunnel: s.hostTXTunnel.Load(),
 		WireOut:      s.wireOut.load(),
 		WireIn:       s.wireIn.load(),
 		HostRX:       s.hostRX.load(),

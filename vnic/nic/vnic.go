@@ -20,7 +20,7 @@ import (
 // maxFrame is the largest frame a TUN or TAP with IFF_VNET_HDR hands
 // over: the header, a 64 KiB IP packet and, on a TAP, its Ethernet header
 // (VLAN tags included).
-const maxFrame = virtio.Size + maxL2 + 65535
+const maxFrame = virtio.SizeTunnel + maxL2 + 65535
 
 // rxSlots is the size of a receive batch (one NAPI poll): about three
 // 64 KiB super-packets of 1448-byte segments.
@@ -39,7 +39,10 @@ const txFramesMin = 4
 type vnicEngine struct {
 	n     *NIC
 	hwMTU int
-	tap   bool // ModeTAP: Ethernet frames (tap.go)
+	// hsz is the virtio header's size in front of every frame: 10, or 24
+	// (virtio.HdrTunnel) on a TUN with the UDP tunnel offloads.
+	hsz int
+	tap bool // ModeTAP: Ethernet frames (tap.go)
 	// the NIC model (SetModel)
 	passthrough atomic.Bool // ModelTSOPassthrough
 	noCsum      atomic.Bool // ModelNoCsum
@@ -59,6 +62,7 @@ type vnicEngine struct {
 	txOne    [1][]byte // and the batch of one it goes in
 	txHost   tally     // host_tx, added to the stats once per batch
 	txSuper  uint64
+	txTunnel uint64
 	txOut    tally // wire_out
 	txDrops  drop.Counts
 	// txChecked: every packet in txQueue has a checksum this NIC
@@ -108,7 +112,10 @@ type vnicEngine struct {
 
 func newVNICEngine(n *NIC) *vnicEngine {
 	o := &n.opt
-	e := &vnicEngine{n: n, hwMTU: o.HWMTU, txMTU: o.MTU, tap: o.Mode == ModeTAP}
+	e := &vnicEngine{n: n, hwMTU: o.HWMTU, txMTU: o.MTU, tap: o.Mode == ModeTAP, hsz: virtio.Size}
+	if d, ok := n.dev.(interface{ VnetHdrSize() int }); ok && d.VnetHdrSize() == virtio.SizeTunnel {
+		e.hsz = virtio.SizeTunnel
+	}
 	l2 := 0
 	if e.tap {
 		// Wire buffers hold the Ethernet header too.
@@ -213,7 +220,8 @@ func (e *vnicEngine) txLoop() error {
 		e.txOut.flushTo(&st.wireOut)
 		if e.txSuper != 0 {
 			st.hostTXSuper.Add(e.txSuper)
-			e.txSuper = 0
+			st.hostTXTunnel.Add(e.txTunnel)
+			e.txSuper, e.txTunnel = 0, 0
 		}
 		st.drops[HostTX].Flush(&e.txDrops)
 	}
@@ -222,12 +230,22 @@ func (e *vnicEngine) txLoop() error {
 // transmit puts one frame from the host on the wire: segmented (TSO/USO),
 // checksums completed, as the NIC model says.
 func (e *vnicEngine) transmit(frame []byte, now time.Time) {
-	var h virtio.Hdr
-	if err := h.Decode(frame); err != nil {
+	var ht virtio.HdrTunnel
+	var err error
+	if e.hsz == virtio.SizeTunnel {
+		err = ht.Decode(frame)
+	} else {
+		err = ht.Hdr.Decode(frame)
+	}
+	if err != nil {
 		e.txDrops.Add(drop.ShortFrame)
 		return
 	}
-	pkt := frame[virtio.Size:]
+	h := ht.Hdr
+	pkt := frame[e.hsz:]
+	// A super-packet inside a UDP tunnel (VXLAN over this NIC, with the
+	// tunnel offloads): cut as skb_udp_tunnel_segment does.
+	tunnel := h.GSOType&virtio.GSOUDPTunnel != 0
 	l2, ip, ok := e.l2(pkt)
 	if !ok {
 		e.txDrops.Add(drop.EtherShort)
@@ -236,13 +254,16 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 	e.txHost.add(len(pkt))
 	if h.GSOType != virtio.GSONone {
 		e.txSuper++
+		if tunnel {
+			e.txTunnel++
+		}
 	}
 	id := e.n.opt.Capture.HostTX(now, h, pkt)
 	if !ip {
 		e.transmitRaw(h, pkt, id, now)
 		return
 	}
-	if e.passthrough.Load() && h.GSOType != virtio.GSONone {
+	if e.passthrough.Load() && h.GSOType != virtio.GSONone && !tunnel {
 		e.transmitWhole(h, pkt, id, now)
 		return
 	}
@@ -256,7 +277,7 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 	opt.L2Len = l2
 	var partial uint16
 	d := e.direct
-	if d != nil && checked && !e.n.opt.Capture.Active() && !d.n.opt.Capture.Active() &&
+	if d != nil && checked && !tunnel && !e.n.opt.Capture.Active() && !d.n.opt.Capture.Active() &&
 		(h.CsumOffset == packet.TCPCsumOffset || h.CsumOffset == packet.UDPCsumOffset) {
 		// Nobody looks at these wire packets' checksums unless a capture
 		// records them or GRO hands one on alone: leave them partial and
@@ -268,13 +289,18 @@ func (e *vnicEngine) transmit(frame []byte, now time.Time) {
 			partial |= partialUDP
 		}
 	}
-	plan, err := segment.NewPlan(h, pkt, opt)
+	var plan segment.Plan
+	if tunnel {
+		plan, err = segment.NewTunnelPlan(ht, pkt, opt)
+	} else {
+		plan, err = segment.NewPlan(h, pkt, opt)
+	}
 	if err != nil {
 		e.txDrops.Add(segment.Reason(err))
 		return
 	}
 	if d != nil {
-		if e.shortcut(d, h, pkt, l2, &plan) {
+		if d.hsz == e.hsz && e.shortcut(d, h, pkt, l2, &plan) {
 			d.passWhole(frame, h, &plan, e, now)
 			return
 		}
@@ -370,7 +396,7 @@ func (d *vnicEngine) passWhole(frame []byte, h virtio.Hdr, plan *segment.Plan, f
 	h.HdrLen = uint16(hdrLen)
 	h.Flags &= virtio.FlagNeedsCsum
 	_ = h.Encode(frame)
-	d.rxHost.add(len(frame) - virtio.Size)
+	d.rxHost.add(len(frame) - d.hsz)
 	d.rxMerged++
 	d.pass = append(d.pass, frame)
 	if len(d.pass) == cap(d.pass) {
@@ -442,7 +468,8 @@ func (e *vnicEngine) injectBufs(pkts [][]byte, checked bool) {
 	e.n.far.Inject(pkts)
 }
 
-// rxBatch is one receive batch: wire packets at bufs[i][virtio.Size:],
+// rxBatch is one receive batch: wire packets at bufs[i][hsz:] (the
+// NIC's virtio header size),
 // each buffer with room for a 64 KiB merge.
 type rxBatch struct {
 	bufs [][]byte
@@ -541,13 +568,13 @@ func (e *vnicEngine) take(plan *segment.Plan, from sender, partial uint16, check
 		return
 	}
 	sizes := e.rxSegSz[:rxSlots-b.n]
-	c, err := plan.Cut(b.bufs[b.n:], sizes, virtio.Size)
+	c, err := plan.Cut(b.bufs[b.n:], sizes, e.hsz)
 	if err != nil {
 		e.dropCut(from, err)
 		return
 	}
 	for i := range c {
-		wp := b.bufs[b.n+i][virtio.Size : virtio.Size+sizes[i]]
+		wp := b.bufs[b.n+i][e.hsz : e.hsz+sizes[i]]
 		if from.e != nil {
 			from.e.sent(from.h, wp, from.id, i, c, now)
 		}
@@ -564,14 +591,14 @@ func (e *vnicEngine) dropCut(from sender, err error) {
 }
 
 // admit receives the c wire packets just cut after the batch's last
-// (packet i at b.bufs[b.n+i][virtio.Size:], sizes[i] bytes): each is
+// (packet i at b.bufs[b.n+i][hsz:], sizes[i] bytes): each is
 // counted and recorded on the wire, and those the NIC can take join the
 // batch with their partial-checksum mark.
 func (e *vnicEngine) admit(b *rxBatch, now time.Time, c int, sizes []int, partial uint16) {
 	k := b.n
 	for i := 0; i < c; i++ {
-		buf := b.bufs[b.n+i][:virtio.Size+sizes[i]]
-		if !e.admitRX(now, buf[virtio.Size:]) {
+		buf := b.bufs[b.n+i][:e.hsz+sizes[i]]
+		if !e.admitRX(now, buf[e.hsz:]) {
 			continue
 		}
 		// Swap, not copy: every slot must keep its own buffer.
@@ -596,8 +623,8 @@ func (e *vnicEngine) copyIn(pkts [][]byte, partial uint16, checked bool, now tim
 			e.handoff(now)
 			b = e.batch(checked)
 		}
-		buf := b.bufs[b.n][:virtio.Size+len(wp)]
-		copy(buf[virtio.Size:], wp)
+		buf := b.bufs[b.n][:e.hsz+len(wp)]
+		copy(buf[e.hsz:], wp)
 		b.bufs[b.n] = buf
 		b.partial[b.n] = partial
 		b.n++
@@ -710,7 +737,7 @@ func (e *vnicEngine) poll(b *rxBatch) {
 		e.gro.SetMarkValid(mark)
 		e.markOn = mark
 	}
-	toWrite, err := e.gro.Coalesce(b.bufs[:b.n], virtio.Size, e.rxToWrite[:0])
+	toWrite, err := e.gro.Coalesce(b.bufs[:b.n], e.hsz, e.rxToWrite[:0])
 	e.rxMu.Unlock()
 	if err != nil {
 		// Only a layout mistake of ours; count, never crash.
@@ -728,13 +755,16 @@ func (e *vnicEngine) poll(b *rxBatch) {
 	for k, i := range toWrite {
 		f := b.bufs[i]
 		var h virtio.Hdr
-		_ = h.Decode(f)
-		pkt := f[virtio.Size:]
+		_ = h.Decode(f[e.hsz-virtio.Size:]) // GRO's header, just before the packet
+		pkt := f[e.hsz:]
 		if h.GSOType == virtio.GSONone && b.partial[i] != 0 {
 			completePartial(pkt, b.partial[i])
 		}
 		if h.GSOType == virtio.GSONone && h.Flags&virtio.FlagNeedsCsum == 0 && trusting {
-			h = vouch(f, pkt, h)
+			h = vouch(pkt, h)
+			e.putHdr(f, h)
+		} else if e.hsz != virtio.Size {
+			e.putHdr(f, h)
 		}
 		e.rxHost.add(len(pkt))
 		merged := 1
@@ -759,7 +789,7 @@ func (e *vnicEngine) poll(b *rxBatch) {
 // the receiving kernel takes as locally checksummed and never verifies —
 // the way GRO's merged packets already reach it. Packets that are not
 // TCP or UDP, and fragments, are left as they are.
-func vouch(f, pkt []byte, h virtio.Hdr) virtio.Hdr {
+func vouch(pkt []byte, h virtio.Hdr) virtio.Hdr {
 	p, err := packet.Parse(pkt)
 	if err != nil || p.Frag || p.IPLen != len(pkt) || !(p.TCP() || p.UDP()) {
 		return h
@@ -769,9 +799,19 @@ func vouch(f, pkt []byte, h virtio.Hdr) virtio.Hdr {
 		co = packet.UDPCsumOffset
 	}
 	binary.BigEndian.PutUint16(pkt[p.L4+co:], packet.PseudoSum(pkt, p.Proto, len(pkt)-p.L4))
-	h = virtio.Hdr{Flags: virtio.FlagNeedsCsum, CsumStart: uint16(p.L4), CsumOffset: uint16(co)}
+	return virtio.Hdr{Flags: virtio.FlagNeedsCsum, CsumStart: uint16(p.L4), CsumOffset: uint16(co)}
+}
+
+// putHdr writes h as the frame's virtio header, in the NIC's header size
+// (the 24-byte one with no tunnel offsets set: a TUN refuses tunnel
+// frames on write anyway).
+func (e *vnicEngine) putHdr(f []byte, h virtio.Hdr) {
+	if e.hsz == virtio.SizeTunnel {
+		ht := virtio.HdrTunnel{Hdr: h}
+		_ = ht.Encode(f)
+		return
+	}
 	_ = h.Encode(f)
-	return h
 }
 
 // writeHost writes frames into the host, counting what is lost.
