@@ -25,6 +25,9 @@ type Stats struct {
 	// Discarded counts the bytes swallowed by the discard services (TCP
 	// and UDP port 9).
 	Discarded uint64
+	// DiscardedDatagrams counts the UDP datagrams the UDP discard service
+	// read (their bytes are in Discarded).
+	DiscardedDatagrams uint64
 	// Stack holds gVisor's own counters that explain lost or refused
 	// traffic.
 	Stack StackStats
@@ -52,6 +55,7 @@ type StackStats struct {
 	UDPChecksumErrors  uint64 // UDP.ChecksumErrors
 	UDPUnknownPort     uint64 // UDP.UnknownPortErrors
 	UDPRcvBufErrors    uint64 // UDP.ReceiveBufferErrors
+	UDPMalformed       uint64 // UDP.MalformedPacketsReceived
 	ICMPEchoReplies    uint64 // ICMP.V4+V6.PacketsSent.EchoReply
 	Dropped            uint64 // DroppedPackets (stack-wide)
 }
@@ -72,6 +76,7 @@ func stackStats(s *stack.Stack) StackStats {
 		UDPChecksumErrors:  st.UDP.ChecksumErrors.Value(),
 		UDPUnknownPort:     st.UDP.UnknownPortErrors.Value(),
 		UDPRcvBufErrors:    st.UDP.ReceiveBufferErrors.Value(),
+		UDPMalformed:       st.UDP.MalformedPacketsReceived.Value(),
 		ICMPEchoReplies:    st.ICMP.V4.PacketsSent.EchoReply.Value() + st.ICMP.V6.PacketsSent.EchoReply.Value(),
 		Dropped:            st.DroppedPackets.Value(),
 	}
@@ -79,17 +84,18 @@ func stackStats(s *stack.Stack) StackStats {
 
 // counters are the peer's own live counters; the link keeps the rest.
 type counters struct {
-	discarded atomic.Uint64
+	discarded, discardedDatagrams atomic.Uint64
 }
 
 func (c *counters) snapshot(l glink.Stats, st StackStats) Stats {
 	return Stats{
-		In:         l.In,
-		Out:        l.Out,
-		OutSuper:   l.OutSuper,
-		OutBatches: l.OutBatches,
-		Drops:      l.Drops,
-		Discarded:  c.discarded.Load(),
-		Stack:      st,
+		In:                 l.In,
+		Out:                l.Out,
+		OutSuper:           l.OutSuper,
+		OutBatches:         l.OutBatches,
+		Drops:              l.Drops,
+		Discarded:          c.discarded.Load(),
+		DiscardedDatagrams: c.discardedDatagrams.Load(),
+		Stack:              st,
 	}
 }
