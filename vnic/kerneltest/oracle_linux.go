@@ -242,8 +242,12 @@ type GROOptions struct {
 type GRO struct {
 	p   *pair
 	opt GROOptions
+	ip  *ipIn
 
 	splitRetries int
+	// lateFlushes counts batches whose held list left GRO after groFirst
+	// (a loaded machine delaying the NAPI timer poll).
+	lateFlushes int
 }
 
 // NewGRO builds the GRO recipe in a fresh namespace; everything is removed
@@ -269,7 +273,15 @@ func NewGRO(t testing.TB, opt GROOptions) *GRO {
 			t.Fatal(err)
 		}
 	}
-	return &GRO{p: p, opt: opt}
+	o := &GRO{p: p, opt: opt}
+	if err := p.ns.Do(func() (err error) {
+		o.ip, err = openIPIn()
+		return err
+	}); err != nil {
+		t.Fatalf("kerneltest: %v", err)
+	}
+	t.Cleanup(o.ip.close)
+	return o
 }
 
 // Netns returns the oracle's namespace.
@@ -278,6 +290,11 @@ func (o *GRO) Netns() *Netns { return o.p.ns }
 // Retries returns how many batches so far had to be written again because
 // a jiffy tick came in the middle of the writes (see CoalesceFrames).
 func (o *GRO) Retries() int { return o.splitRetries }
+
+// LateFlushes returns how many batches so far came out of GRO later than
+// the first-frame wait of an idle machine (groFirst), and were waited for
+// (see CoalesceFrames).
+func (o *GRO) LateFlushes() int { return o.lateFlushes }
 
 // Timing of the GRO oracle's reads. Packets GRO does not hold (flushed
 // ones: CWR, IPv4 options, GRO off) come out during the writes; the held
@@ -313,6 +330,12 @@ func (o *GRO) Coalesce(pkts [][]byte) ([]Frame, error) {
 // the machine is busy), GRO may have flushed part of the batch early, so
 // the batch is drained and written again, up to 10 times; after that the
 // last result comes back with an error.
+//
+// Before reading, it waits until the namespace's IP layer has counted every
+// packet of the batch (ipIn: the segments of a merged packet count one
+// each), up to groLimit: GRO hands its held list on from a timer poll,
+// which a loaded machine can delay far past groFirst. Packets the kernel
+// drops before IP (none in a valid batch) end that wait at groLimit.
 func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 	o.p.out.drain()
 	pkts := make([][]byte, len(in))
@@ -335,6 +358,10 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 	keep := keepFlows(pkts...)
 	var out []Frame
 	for attempt := 0; ; attempt++ {
+		before, err := o.ip.read()
+		if err != nil {
+			return nil, err
+		}
 		start := waitTick()
 		for i, fr := range frames {
 			if err := o.p.in.writeRaw(fr); err != nil {
@@ -342,7 +369,13 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 			}
 		}
 		split := coarseNow() != start
-		var err error
+		t0 := time.Now()
+		if _, err := o.ip.waitIPIn(before+uint64(len(frames)), groLimit); err != nil {
+			return nil, err
+		}
+		if time.Since(t0) > groFirst {
+			o.lateFlushes++
+		}
 		out, _, err = o.p.out.collect(groFirst, groQuiet, groGrace, groLimit, want, keep)
 		if err != nil || !split {
 			o.splitRetries += attempt
