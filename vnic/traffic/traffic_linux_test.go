@@ -420,7 +420,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestNothingHangs(t *testing.T) {
-	_, ns := startDaemon(t)
+	d, ns := startDaemon(t)
 	quick := 400 * time.Millisecond
 	check := func(name string, f func() error, want string) {
 		t.Helper()
@@ -509,27 +509,61 @@ func TestNothingHangs(t *testing.T) {
 		return err
 	}, "does not exist")
 
-	// Cancellation stops a long run at once and returns what moved.
+	// Cancellation stops a long run at once and returns what moved. The
+	// run is cancelled once the far end has counted some of its traffic
+	// (not after a fixed time, which a loaded machine may spend
+	// connecting), and what it returns must agree with what was counted:
+	// a sender reports at least what the peer had received when it was
+	// cancelled, a receiver at most what the NIC had handed the host.
 	for _, f := range []struct {
-		name string
-		run  func(context.Context) (traffic.Result, error)
+		name   string
+		run    func(context.Context) (traffic.Result, error)
+		moved  func(daemon.Stats) uint64
+		sender bool
 	}{
 		{"Send", func(ctx context.Context) (traffic.Result, error) {
 			return traffic.Send(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":9", Duration: time.Hour, Streams: 2})
-		}},
+		}, func(s daemon.Stats) uint64 { return s.Peer.Discarded }, true},
 		{"Receive", func(ctx context.Context) (traffic.Result, error) {
 			return traffic.Receive(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":19", Duration: time.Hour, Streams: 2})
-		}},
+		}, func(s daemon.Stats) uint64 { return s.HostRX.Bytes }, false},
 		{"UDPSend", func(ctx context.Context) (traffic.Result, error) {
 			return traffic.UDPSend(ctx, traffic.Options{Netns: ns, Addr: peer4 + ":9", Duration: time.Hour}, 1400)
-		}},
+		}, func(s daemon.Stats) uint64 { return s.Peer.Discarded }, true},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		start := time.Now()
-		res, err := f.run(ctx)
+		before := f.moved(d.Stats())
+		ctx, cancel := context.WithCancel(context.Background())
+		type result struct {
+			res traffic.Result
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			res, err := f.run(ctx)
+			done <- result{res, err}
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for f.moved(d.Stats()) == before && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		atCancel := f.moved(d.Stats()) - before
 		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) || res.Bytes == 0 || time.Since(start) > time.Second {
-			t.Errorf("%s cancelled after 300ms: %v, %v after %v", f.name, res, err, time.Since(start))
+		start := time.Now()
+		r := <-done
+		el := time.Since(start)
+		atReturn := f.moved(d.Stats()) - before
+		t.Logf("%s cancelled with %d bytes counted at the far end: %v, %v, %v after the cancel", f.name, atCancel, r.res, r.err, el.Round(time.Millisecond))
+		switch {
+		case atCancel == 0:
+			t.Errorf("%s: nothing counted at the far end in 30 s", f.name)
+		case !errors.Is(r.err, context.Canceled):
+			t.Errorf("%s cancelled: error %v, want context.Canceled", f.name, r.err)
+		case el > 2*time.Second:
+			t.Errorf("%s returned %v after the cancel", f.name, el)
+		case f.sender && uint64(r.res.Bytes) < atCancel:
+			t.Errorf("%s reports %d bytes sent, the peer had counted %d when it was cancelled", f.name, r.res.Bytes, atCancel)
+		case !f.sender && uint64(r.res.Bytes) > atReturn:
+			t.Errorf("%s reports %d bytes received, the NIC had handed the host %d", f.name, r.res.Bytes, atReturn)
 		}
 	}
 }
