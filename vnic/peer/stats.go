@@ -47,8 +47,14 @@ type StackStats struct {
 	IPOutgoingErrors   uint64 // IP.OutgoingPacketErrors
 	TCPChecksumErrors  uint64 // TCP.ChecksumErrors
 	TCPInvalidSegments uint64 // TCP.InvalidSegmentsReceived
+	TCPSegmentsSent    uint64 // TCP.SegmentsSent
 	TCPRetransmits     uint64 // TCP.Retransmits
 	TCPTimeouts        uint64 // TCP.Timeouts (RTO expiries)
+	TCPFastRetransmit  uint64 // TCP.FastRetransmit
+	TCPSACKRecovery    uint64 // TCP.SACKRecovery (RACK/SACK loss recovery entered)
+	TCPTLPRecovery     uint64 // TCP.TLPRecovery (tail loss probes that recovered)
+	TCPSpurious        uint64 // TCP.SpuriousRecovery + SpuriousRTORecovery (recoveries undone by DSACK)
+	TCPDSACKAcked      uint64 // TCP.SegmentsAckedWithDSACK (the receiver said: already had it)
 	TCPResetsSent      uint64 // TCP.ResetsSent
 	TCPFailedConnects  uint64 // TCP.FailedConnectionAttempts
 	TCPListenDrops     uint64 // TCP.ListenOverflowSynDrop + ListenOverflowAckDrop
@@ -68,8 +74,14 @@ func stackStats(s *stack.Stack) StackStats {
 		IPOutgoingErrors:   st.IP.OutgoingPacketErrors.Value(),
 		TCPChecksumErrors:  st.TCP.ChecksumErrors.Value(),
 		TCPInvalidSegments: st.TCP.InvalidSegmentsReceived.Value(),
+		TCPSegmentsSent:    st.TCP.SegmentsSent.Value(),
 		TCPRetransmits:     st.TCP.Retransmits.Value(),
 		TCPTimeouts:        st.TCP.Timeouts.Value(),
+		TCPFastRetransmit:  st.TCP.FastRetransmit.Value(),
+		TCPSACKRecovery:    st.TCP.SACKRecovery.Value(),
+		TCPTLPRecovery:     st.TCP.TLPRecovery.Value(),
+		TCPSpurious:        st.TCP.SpuriousRecovery.Value() + st.TCP.SpuriousRTORecovery.Value(),
+		TCPDSACKAcked:      st.TCP.SegmentsAckedWithDSACK.Value(),
 		TCPResetsSent:      st.TCP.ResetsSent.Value(),
 		TCPFailedConnects:  st.TCP.FailedConnectionAttempts.Value(),
 		TCPListenDrops:     st.TCP.ListenOverflowSynDrop.Value() + st.TCP.ListenOverflowAckDrop.Value(),
