@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: all build deps up demo test test-short race fuzz bench bench-micro bench-nic lint fmt clean
+.PHONY: all build deps up demo test test-short race fuzz bench bench-micro bench-nic bench-retrans soak lint fmt clean
 
 all: build
 
@@ -55,8 +55,9 @@ fuzz:
 	  done; \
 	done
 
-## bench: the engine micro-benchmarks, then the whole NIC against its references.
-bench: bench-micro bench-nic
+## bench: the engine micro-benchmarks, the whole NIC against its
+##        references, and the needless retransmissions of a two-way load.
+bench: bench-micro bench-nic bench-retrans
 
 ## bench-micro: segment/coalesce micro-benchmarks, each beside its physical
 ##              floor (one checksum pass + one copy over the same bytes).
@@ -77,6 +78,14 @@ fmt:
 ##            veth pair, in one run (root).
 bench-nic: deps
 	$(GO) run ./scripts/benchnic
+
+## bench-retrans: upload and download at once through the NIC and the gVisor
+##                peer (BIDIR_SECONDS, default 10): throughput each way, the
+##                peer's retransmissions, the host's DSACKs, and the spurious
+##                retransmissions per packet the peer put on the wire (root;
+##                target <= 0.01 %).
+bench-retrans:
+	$(GO) test -run='^$$' -bench=BidirRetransmissions -benchtime=1x ./vnic/traffic/ | tee bench/retrans.txt
 
 clean:
 	rm -rf bin bench/micro.txt
