@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -323,7 +324,12 @@ func TestUDPSend(t *testing.T) {
 }
 
 // waitAddrUsable waits until addr is on dev in the handle's namespace and
-// usable: not tentative (IPv6 duplicate address detection done).
+// usable: not tentative (IPv6 duplicate address detection done), and
+// delivered locally — the kernel's own route lookup (ip route get ADDR)
+// answers with a local route. An IPv6 address added before the link came
+// up shows without the tentative flag a moment before addrconf installs
+// its local route; a reply to it in between is dropped as an address
+// error (Ip6InAddrErrors).
 func waitAddrUsable(t *testing.T, h *netlink.Handle, dev string, addr netip.Addr) {
 	t.Helper()
 	l, err := h.LinkByName(dev)
@@ -334,25 +340,49 @@ func waitAddrUsable(t *testing.T, h *netlink.Handle, dev string, addr netip.Addr
 	if addr.Is6() {
 		family = netlink.FAMILY_V6
 	}
-	var last []netlink.Addr
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if last, err = h.AddrList(l, family); err != nil {
+	usable := func() (bool, string) {
+		addrs, err := h.AddrList(l, family)
+		if err != nil {
 			t.Fatalf("ip addr show %s: %v", dev, err)
 		}
-		for _, a := range last {
+		found := false
+		for _, a := range addrs {
 			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
-				return
+				found = true
 			}
 		}
+		if !found {
+			return false, fmt.Sprintf("not on %s (or tentative): %v", dev, addrs)
+		}
+		rs, err := h.RouteGet(addr.AsSlice())
+		if err != nil || len(rs) == 0 || rs[0].Type != unix.RTN_LOCAL {
+			return false, fmt.Sprintf("no local route yet (ip route get: %v, %v)", rs, err)
+		}
+		return true, ""
 	}
-	t.Fatalf("%v not usable on %s after 10 s: %v", addr, dev, last)
+	var why, why0 string
+	start := time.Now()
+	for deadline := start.Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		var ok bool
+		if ok, why = usable(); ok {
+			if why0 != "" {
+				t.Logf("%v usable after %v (at first: %s)", addr, time.Since(start).Round(time.Millisecond), why0)
+			}
+			return
+		}
+		if why0 == "" {
+			why0 = why
+		}
+	}
+	t.Fatalf("%v not usable after 10 s: %s", addr, why)
 }
 
 // pingDrops sums the counters of every place an echo request or its reply
 // can be dropped on the way host → NIC → peer → NIC → host: the kernel's
 // TUN queue and receive path (ip -s link: TX and RX dropped), the NIC's
-// drops (either direction), the peer's link and gVisor's IP layer.
-func pingDrops(t *testing.T, d *daemon.Daemon, h *netlink.Handle) map[string]uint64 {
+// drops (either direction), the peer's link and gVisor's IP layer, and the
+// kernel's IP and ICMP input (kernelIPInDrops).
+func pingDrops(t *testing.T, d *daemon.Daemon, h *netlink.Handle, ns string) map[string]uint64 {
 	t.Helper()
 	l, err := h.LinkByName("vnic0")
 	if err != nil {
@@ -370,6 +400,49 @@ func pingDrops(t *testing.T, d *daemon.Daemon, h *netlink.Handle) map[string]uin
 		"NIC":                     nic,
 		"peer link":               s.Peer.Drops.Total(),
 		"gVisor IP":               s.Peer.Stack.IPMalformed + s.Peer.Stack.Dropped,
+		"kernel IP input":         kernelIPInDrops(t, ns),
+	}
+}
+
+// kernelIPInDrops sums the namespace's counters of received IPv4/IPv6
+// packets and ICMP messages the kernel dropped (/proc/net/snmp, snmp6).
+func kernelIPInDrops(t *testing.T, ns string) uint64 {
+	t.Helper()
+	k, err := traffic.KernelCounters(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range []string{
+		"Ip.InHdrErrors", "Ip.InAddrErrors", "Ip.InUnknownProtos", "Ip.InDiscards", "Icmp.InErrors",
+		"Ip6.Ip6InHdrErrors", "Ip6.Ip6InAddrErrors", "Ip6.Ip6InNoRoutes", "Ip6.Ip6InTruncatedPkts", "Ip6.Ip6InDiscards", "Ip6.Ip6InUnknownProtos", "Icmp6.Icmp6InErrors",
+	} {
+		n += k[c]
+	}
+	return n
+}
+
+// pingPathKeys are the counters along an echo request's way and its
+// reply's, in order: kernel, NIC, peer, NIC, kernel.
+var pingPathKeys = []string{"kernel echo requests out", "NIC host-tx", "NIC wire out", "peer in", "peer echo replies", "peer out", "NIC wire in", "NIC host-rx", "kernel echo replies in"}
+
+func pingPath(t *testing.T, d *daemon.Daemon, ns string) map[string]uint64 {
+	t.Helper()
+	k, err := traffic.KernelCounters(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.Stats()
+	return map[string]uint64{
+		"kernel echo requests out": k["Icmp.OutEchos"] + k["Icmp6.Icmp6OutEchos"],
+		"NIC host-tx":              s.HostTX.Packets,
+		"NIC wire out":             s.WireOut.Packets,
+		"peer in":                  s.Peer.In.Packets,
+		"peer echo replies":        s.Peer.Stack.ICMPEchoReplies,
+		"peer out":                 s.Peer.Out.Packets,
+		"NIC wire in":              s.WireIn.Packets,
+		"NIC host-rx":              s.HostRX.Packets,
+		"kernel echo replies in":   k["Icmp.InEchoReps"] + k["Icmp6.Icmp6InEchoReplies"],
 	}
 }
 
@@ -390,9 +463,26 @@ func TestPing(t *testing.T) {
 			local = netip.MustParseAddr("fd00::1")
 		}
 		waitAddrUsable(t, h, "vnic0", local)
-		before := pingDrops(t, d, h)
+		k0, _ := traffic.KernelCounters(ns)
+		before, path0 := pingDrops(t, d, h, ns), pingPath(t, d, ns)
 		r, err := traffic.PingDetail(ctxT(t, time.Minute), ns, addr, 1000, 3, 10*time.Second)
-		after := pingDrops(t, d, h)
+		after, path1 := pingDrops(t, d, h, ns), pingPath(t, d, ns)
+		if r.Missing() > 0 {
+			k1, _ := traffic.KernelCounters(ns)
+			var changed []string
+			for k, v := range k1 {
+				if v != k0[k] {
+					changed = append(changed, fmt.Sprintf("%s +%d", k, v-k0[k]))
+				}
+			}
+			sort.Strings(changed)
+			t.Logf("Ping %s: kernel counters that moved: %s", addr, strings.Join(changed, ", "))
+		}
+		var path []string
+		for _, k := range pingPathKeys {
+			path = append(path, fmt.Sprintf("%s +%d", k, path1[k]-path0[k]))
+		}
+		t.Logf("Ping %s, on the way: %s", addr, strings.Join(path, ", "))
 		var dropped uint64
 		where := ""
 		for k, v := range after {
