@@ -103,6 +103,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := nsutil.ConfigureLink(h, cfg.Name, nsutil.LinkConfig{MTU: cfg.MTU, Addrs: cfg.Addrs, Up: true, TxQueueLen: 1000}); err != nil {
 		return nil, err
 	}
+	// Up means usable: an IPv6 address is delivered locally some
+	// milliseconds after the link came up.
+	if err := nsutil.WaitLocal(h, cfg.Addrs, 5*time.Second); err != nil {
+		return nil, err
+	}
 
 	if cfg.Pcap != "" {
 		d.pcap, err = capture.Create(cfg.Pcap, capture.Options{Ifnames: []string{cfg.Name}, Snaplen: cfg.Snaplen, Logger: d.log})

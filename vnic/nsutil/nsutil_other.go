@@ -5,6 +5,8 @@ package nsutil
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -31,6 +33,11 @@ func Handle(name string) (*netlink.Handle, error) { return nil, errUnsupported }
 
 // ConfigureLink returns an error wrapping errors.ErrUnsupported.
 func ConfigureLink(h *netlink.Handle, dev string, c LinkConfig) error { return errUnsupported }
+
+// WaitLocal returns an error wrapping errors.ErrUnsupported.
+func WaitLocal(h *netlink.Handle, addrs []netip.Prefix, timeout time.Duration) error {
+	return errUnsupported
+}
 
 // Sysctl returns an error wrapping errors.ErrUnsupported.
 func Sysctl(name, key, value string) error { return errUnsupported }
