@@ -80,6 +80,13 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 		addrs: map[string][]netip.Prefix{}, discard: map[string]*discardService{}, wires: map[string]*wire.Wire{},
 		routers: map[string]*labRouter{}}
 	defer r.teardown()
+	defer func() {
+		for _, h := range s.Hosts {
+			if ns := r.ns[h.Name]; ns != "" {
+				res.Namespaces = append(res.Namespaces, ns)
+			}
+		}
+	}()
 
 	res.Pcap = filepath.Join(opt.Out, s.Name+".pcapng")
 	res.Report = filepath.Join(opt.Out, "report.html")
@@ -708,4 +715,7 @@ type Result struct {
 	Expectations, Failed int
 	// Pcap and Report are the files written.
 	Pcap, Report string
+	// Namespaces are the network namespaces the run created, one per host
+	// (names unique to the run); every one is removed when Run returns.
+	Namespaces []string
 }

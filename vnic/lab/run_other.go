@@ -23,6 +23,7 @@ type Result struct {
 	Passed               bool
 	Expectations, Failed int
 	Pcap, Report         string
+	Namespaces           []string
 }
 
 // Run needs Linux (network namespaces, TUN).

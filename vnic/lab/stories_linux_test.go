@@ -20,7 +20,6 @@ func runStory(t *testing.T, name string, wants ...string) {
 	if !ok {
 		t.Fatalf("no %s", name)
 	}
-	before := len(leftovers(t, s.Name))
 	var stdout bytes.Buffer
 	res, err := Run(t.Context(), s, Options{Out: t.TempDir(), Stdout: &stdout})
 	t.Log("\n" + stdout.String())
@@ -35,8 +34,8 @@ func runStory(t *testing.T, name string, wants ...string) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	if got := leftovers(t, s.Name); len(got) > before { // > : another run (a parallel go test) may be ending
-		t.Errorf("namespaces left: %v", got)
+	if got := leftovers(res); len(got) != 0 || len(res.Namespaces) == 0 {
+		t.Errorf("namespaces left: %v (of %v)", got, res.Namespaces)
 	}
 }
 
