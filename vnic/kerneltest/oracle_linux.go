@@ -363,17 +363,24 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 			return nil, err
 		}
 		start := waitTick()
+		var gap time.Duration
+		last := time.Now()
 		for i, fr := range frames {
 			if err := o.p.in.writeRaw(fr); err != nil {
 				return nil, fmt.Errorf("packet %d: %w", i, err)
 			}
+			now := time.Now()
+			gap, last = max(gap, now.Sub(last)), now
 		}
-		split := coarseNow() != start
-		t0 := time.Now()
+		// A tick during the writes, or a pause between two of them longer
+		// than the held flush's timer (a preempted writer), may have
+		// flushed part of the batch early.
+		split := coarseNow() != start || gap > groHoldWindow
+		t1 := time.Now()
 		if _, err := o.ip.waitIPIn(before+uint64(len(frames)), groLimit); err != nil {
 			return nil, err
 		}
-		if time.Since(t0) > groFirst {
+		if time.Since(t1) > groFirst {
 			o.lateFlushes++
 		}
 		out, _, err = o.p.out.collect(groFirst, groQuiet, groGrace, groLimit, want, keep)
@@ -388,8 +395,14 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 }
 
 // groAttempts bounds how often CoalesceFrames repeats a batch whose writes
-// were not all within one jiffy.
+// were not all within one jiffy, or paused for more than groHoldWindow.
 const groAttempts = 10
+
+// groHoldWindow is the longest pause between two writes of a batch: the
+// held flush's timer (gro_flush_timeout, 1 ms, re-armed as each write's
+// poll completes) hands GRO's list on when it fires, so a writer
+// preempted for longer splits the batch without a jiffy tick.
+const groHoldWindow = 800 * time.Microsecond
 
 func coarseNow() unix.Timespec {
 	var ts unix.Timespec
