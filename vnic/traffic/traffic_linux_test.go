@@ -137,9 +137,16 @@ func TestReceiveFromChargen(t *testing.T) {
 			t.Errorf("the NIC handed the kernel %d bytes, fewer than the %d received", rx, tc.bytes)
 		}
 	}
+	// For a duration: it stops after it, without error, and reports no
+	// more than the NIC handed the host. How much that is in 300 ms is
+	// the scheduler's business (a first segment lost at a full TUN queue
+	// waits out gVisor's initial 1 s RTO); the counts above are exact.
+	rx0 := d.Stats().HostRX.Bytes
 	res, err := traffic.Receive(ctxT(t, time.Minute), traffic.Options{Netns: ns, Addr: peer4 + ":19", Duration: 300 * time.Millisecond})
-	if err != nil || res.Bytes == 0 || res.Elapsed < 300*time.Millisecond {
-		t.Errorf("Receive for 300ms: %v, %v", res, err)
+	rx := d.Stats().HostRX.Bytes - rx0
+	t.Logf("Receive for 300ms: %v (the NIC handed the host %d bytes of packets)", res, rx)
+	if err != nil || res.Elapsed < 300*time.Millisecond || uint64(res.Bytes) > rx {
+		t.Errorf("Receive for 300ms: %v, %v; the NIC handed the host %d bytes", res, err, rx)
 	}
 	if s := d.Stats(); s.HostRXMerged == 0 {
 		t.Errorf("no GRO-merged packets handed to the kernel: %+v", s.HostRX)
