@@ -237,13 +237,14 @@ func runGRO(t *testing.T, cases []gcase) {
 		}
 		t.Run(name, func(t *testing.T) { groCompare(t, s, c) })
 	}
-	retries := 0
+	retries, late := 0, 0
 	for _, o := range s.o {
 		if o != nil {
 			retries += o.Retries()
+			late += o.LateFlushes()
 		}
 	}
-	t.Logf("%d cases in %v (%d batches redone after a tick split them)", len(cases), time.Since(start).Round(time.Millisecond), retries)
+	t.Logf("%d cases in %v (%d batches redone after a tick split them, %d left the kernel's GRO late)", len(cases), time.Since(start).Round(time.Millisecond), retries, late)
 }
 
 // run returns n wire segments of one flow as a sender with MSS mss makes

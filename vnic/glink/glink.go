@@ -95,6 +95,10 @@ type Packet struct {
 	Data []byte
 }
 
+// groBucketSize is how many packets one bucket of gVisor's GRO holds
+// (stack/gro's groBucketSize).
+const groBucketSize = 8
+
 // Endpoint is a gVisor link endpoint for one end of a point-to-point wire.
 type Endpoint struct {
 	mtu    uint32
@@ -355,7 +359,14 @@ func (e *Endpoint) Inject(pkts [][]byte) {
 		pkt.DecRef()
 	}
 	if e.useGRO {
-		e.gro.Flush()
+		// gVisor's GRO.Flush hands up only the first packet of each of
+		// its buckets (its loop steps to Next of the packet it has just
+		// removed from the list); a bucket holds at most groBucketSize
+		// packets, so that many calls empty them all, and nothing of
+		// this batch waits for the next one.
+		for range groBucketSize {
+			e.gro.Flush()
+		}
 	}
 }
 

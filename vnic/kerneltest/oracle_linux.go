@@ -292,8 +292,12 @@ type GROOptions struct {
 type GRO struct {
 	p   *pair
 	opt GROOptions
+	ip  *ipIn
 
 	splitRetries int
+	// lateFlushes counts batches whose held list left GRO after groFirst
+	// (a loaded machine delaying the NAPI timer poll).
+	lateFlushes int
 }
 
 // NewGRO builds the GRO recipe in a fresh namespace; everything is removed
@@ -324,7 +328,15 @@ func newGRO(t testing.TB, pc pairConfig, opt GROOptions) *GRO {
 			t.Fatal(err)
 		}
 	}
-	return &GRO{p: p, opt: opt}
+	o := &GRO{p: p, opt: opt}
+	if err := p.ns.Do(func() (err error) {
+		o.ip, err = openIPIn()
+		return err
+	}); err != nil {
+		t.Fatalf("kerneltest: %v", err)
+	}
+	t.Cleanup(o.ip.close)
+	return o
 }
 
 // Netns returns the oracle's namespace.
@@ -333,6 +345,11 @@ func (o *GRO) Netns() *Netns { return o.p.ns }
 // Retries returns how many batches so far had to be written again because
 // a jiffy tick came in the middle of the writes (see CoalesceFrames).
 func (o *GRO) Retries() int { return o.splitRetries }
+
+// LateFlushes returns how many batches so far came out of GRO later than
+// the first-frame wait of an idle machine (groFirst), and were waited for
+// (see CoalesceFrames).
+func (o *GRO) LateFlushes() int { return o.lateFlushes }
 
 // Timing of the GRO oracle's reads. Packets GRO does not hold (flushed
 // ones: pure ACKs, PSH, IPv4 options, GRO off) come out during the
@@ -371,6 +388,12 @@ func (o *GRO) Coalesce(pkts [][]byte) ([]Frame, error) {
 // the machine is busy), GRO may have flushed part of the batch early, so
 // the batch is drained and written again, up to 10 times; after that the
 // last result comes back with an error.
+//
+// Before reading, it waits until the namespace's IP layer has counted every
+// packet of the batch (ipIn: the segments of a merged packet count one
+// each), up to groLimit: GRO hands its held list on from a timer poll,
+// which a loaded machine can delay far past groFirst. Packets the kernel
+// drops before IP (none in a valid batch) end that wait at groLimit.
 func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 	o.p.out.drain()
 	pkts := make([][]byte, len(in))
@@ -385,11 +408,25 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 	keep := keepFlows(pkts...)
 	var out []Frame
 	for attempt := 0; ; attempt++ {
-		start, err := o.writeBurst(frames)
+		before, err := o.ip.read()
 		if err != nil {
 			return nil, err
 		}
-		split := coarseNow() != start
+		start, gap, err := o.writeBurst(frames)
+		if err != nil {
+			return nil, err
+		}
+		// A tick during the writes, or a pause between two of them longer
+		// than the held flush's timer (a preempted writer), may have
+		// flushed part of the batch early.
+		split := coarseNow() != start || gap > groHoldWindow
+		t1 := time.Now()
+		if _, err := o.ip.waitIPIn(before+uint64(len(frames)), groLimit); err != nil {
+			return nil, err
+		}
+		if time.Since(t1) > groFirst {
+			o.lateFlushes++
+		}
 		out, _, err = o.p.out.collect(groFirst, groQuiet, groGrace, groLimit, want, empty, keep)
 		if err != nil || !split {
 			o.splitRetries += attempt
@@ -402,7 +439,7 @@ func (o *GRO) CoalesceFrames(in []Frame) ([]Frame, error) {
 }
 
 // groAttempts bounds how often CoalesceFrames repeats a batch whose writes
-// were not all within one jiffy.
+// were not all within one jiffy, or paused for more than groHoldWindow.
 const groAttempts = 10
 
 // writeBurst writes the frames into `in` back to back, starting right
@@ -410,25 +447,29 @@ const groAttempts = 10
 // (and the NAPI polls they run in their softirq) are made from a thread
 // raised to SCHED_FIFO for the burst, where the machine allows it, so that
 // CPU-bound neighbours cannot preempt the writer between two writes; the
-// wait for the tick itself runs at normal priority.
-func (o *GRO) writeBurst(frames [][]byte) (unix.Timespec, error) {
+// wait for the tick itself runs at normal priority. It also returns the
+// longest pause between two writes (a writer preempted anyway, where
+// SCHED_FIFO is not allowed).
+func (o *GRO) writeBurst(frames [][]byte) (start unix.Timespec, gap time.Duration, err error) {
 	runtime.LockOSThread()
-	start := waitTick()
+	start = waitTick()
 	rt := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}, 0) == nil
-	var err error
+	last := time.Now()
 	for i, fr := range frames {
 		if werr := o.p.in.writeRaw(fr); werr != nil {
 			err = fmt.Errorf("packet %d: %w", i, werr)
 			break
 		}
+		now := time.Now()
+		gap, last = max(gap, now.Sub(last)), now
 	}
 	if rt && unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0) != nil {
 		// Never hand a real-time thread back to the scheduler: leaving
 		// it locked makes the runtime end it with this goroutine.
-		return start, err
+		return start, gap, err
 	}
 	runtime.UnlockOSThread()
-	return start, err
+	return start, gap, err
 }
 
 // expected returns what the frames of a batch must carry in all once
@@ -466,6 +507,12 @@ func trimmed(pkt []byte) []byte {
 	}
 	return pkt
 }
+
+// groHoldWindow is the longest pause between two writes of a batch: the
+// held flush's timer (gro_flush_timeout, 1 ms, re-armed as each write's
+// poll completes) hands GRO's list on when it fires, so a writer
+// preempted for longer splits the batch without a jiffy tick.
+const groHoldWindow = 800 * time.Microsecond
 
 func coarseNow() unix.Timespec {
 	var ts unix.Timespec

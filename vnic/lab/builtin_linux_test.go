@@ -54,7 +54,6 @@ func TestBuiltinLabs(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	for _, s := range Builtin() {
 		t.Run(s.Name, func(t *testing.T) {
-			before := len(leftovers(t, s.Name))
 			out := t.TempDir()
 			if d := os.Getenv("VNIC_LAB_OUT"); d != "" {
 				out = filepath.Join(d, s.Name) // keep the files to look at them
@@ -68,8 +67,8 @@ func TestBuiltinLabs(t *testing.T) {
 			if !res.Passed || res.Expectations == 0 {
 				t.Errorf("%d of %d expectations failed:\n%s", res.Failed, res.Expectations, text)
 			}
-			if got := leftovers(t, s.Name); len(got) > before { // >: a parallel go test's run may be ending
-				t.Errorf("namespaces left: %v", got)
+			if got := leftovers(res); len(got) != 0 || len(res.Namespaces) == 0 {
+				t.Errorf("namespaces left: %v (of %v)", got, res.Namespaces)
 			}
 			flat := strings.Join(strings.Fields(text), " ") // wrapped lines joined
 			for _, want := range append(builtinWants[s.Name], "PASSED") {

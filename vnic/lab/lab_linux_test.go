@@ -3,25 +3,19 @@ package lab
 import (
 	"bytes"
 	"context"
-	"os"
-	"strings"
 	"testing"
 
 	"vnic/vnic/kerneltest"
 	"vnic/vnic/nsutil"
 )
 
-// leftovers returns the namespaces of scenario name still there.
-func leftovers(t *testing.T, name string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(nsutil.RunDir)
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
+// leftovers returns those of a run's namespaces that are still there
+// (namespaces of other runs, parallel or someone else's, do not count).
+func leftovers(res Result) []string {
 	var out []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "lab-"+name+"-") {
-			out = append(out, e.Name())
+	for _, ns := range res.Namespaces {
+		if nsutil.Exists(ns) {
+			out = append(out, ns)
 		}
 	}
 	return out
@@ -36,14 +30,13 @@ func TestCancelledRunCleansUp(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	s, _ := Lookup("tso-capture")
 	s.Name = "tso-capture-cancel"
-	before := len(leftovers(t, s.Name))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := Run(ctx, s, Options{Out: t.TempDir(), Stdout: &bytes.Buffer{}})
+	res, err := Run(ctx, s, Options{Out: t.TempDir(), Stdout: &bytes.Buffer{}})
 	if err == nil {
 		t.Fatal("a cancelled run succeeded")
 	}
-	if got := leftovers(t, s.Name); len(got) != before {
+	if got := leftovers(res); len(got) != 0 {
 		t.Errorf("namespaces left: %v", got)
 	}
 }
@@ -74,7 +67,6 @@ func TestPeerLink(t *testing.T) {
 
 func runPasses(t *testing.T, s Scenario) {
 	t.Helper()
-	before := len(leftovers(t, s.Name))
 	var stdout bytes.Buffer
 	res, err := Run(t.Context(), s, Options{Out: t.TempDir(), Stdout: &stdout})
 	t.Log("\n" + stdout.String())
@@ -84,7 +76,7 @@ func runPasses(t *testing.T, s Scenario) {
 	if !res.Passed || res.Expectations == 0 {
 		t.Errorf("%s: %d of %d expectations failed", s.Name, res.Failed, res.Expectations)
 	}
-	if got := leftovers(t, s.Name); len(got) != before {
-		t.Errorf("namespaces left: %v", got)
+	if got := leftovers(res); len(got) != 0 || len(res.Namespaces) == 0 {
+		t.Errorf("namespaces left: %v (of %v)", got, res.Namespaces)
 	}
 }

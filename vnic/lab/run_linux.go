@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -92,6 +91,13 @@ func Run(ctx context.Context, s Scenario, opt Options) (res Result, err error) {
 		addrs: map[string][]netip.Prefix{}, discard: map[string]*discardService{}, wires: map[string]*wire.Wire{},
 		routers: map[string]*labRouter{}}
 	defer r.teardown()
+	defer func() {
+		for _, h := range s.Hosts {
+			if ns := r.ns[h.Name]; ns != "" {
+				res.Namespaces = append(res.Namespaces, ns)
+			}
+		}
+	}()
 
 	res.Pcap = filepath.Join(opt.Out, s.Name+".pcapng")
 	res.Report = filepath.Join(opt.Out, "report.html")
@@ -916,61 +922,3 @@ func (d *discardService) close() {
 	d.wg.Wait()
 }
 
-// Options configure Run.
-type Options struct {
-	// Out is the directory for <scenario>.pcapng and report.html
-	// (default "lab-out"); created if missing. Both are created 0600 and
-	// never through a symlink or into another user's file (safefile).
-	Out string
-	// Stdout receives the printed views (default os.Stdout).
-	Stdout io.Writer
-	// Logger receives the NICs' logs (default: warnings to stderr).
-	Logger *slog.Logger
-	// Color uses ANSI colours in the views.
-	Color bool
-	// Full prints every side-by-side row of every step (as the report
-	// has them), not only those around the first interesting event.
-	Full bool
-	// Width is the terminal width the output fits in (default 100).
-	Width int
-}
-
-func (o *Options) width() int {
-	if o.Width <= 0 {
-		return 100
-	}
-	return max(o.Width, 60)
-}
-
-func (o *Options) normalize() {
-	if o.Out == "" {
-		o.Out = "lab-out"
-	}
-	if o.Stdout == nil {
-		o.Stdout = os.Stdout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-}
-
-// Result is a run's outcome.
-type Result struct {
-	// Passed: every expectation held.
-	Passed bool
-	// Expectations counts the expectations evaluated, Failed those that
-	// did not hold.
-	Expectations, Failed int
-	// Pcap and Report are the files written (Pcap has every capture
-	// point; the per-point files are beside it).
-	Pcap, Report string
-	// Steps are when each step's traffic ran: the records of step i are
-	// those of Pcap stamped within Steps[i].
-	Steps []StepWindow
-}
-
-// StepWindow is the time a step's traffic (and its settling) took.
-type StepWindow struct {
-	Name       string
-	Start, End time.Time
-}

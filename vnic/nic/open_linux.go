@@ -84,6 +84,12 @@ func Open(ctx context.Context, opt Options) (_ *NIC, err error) {
 		h.Close()
 		return nil, err
 	}
+	// Up means usable: an IPv6 address is delivered locally some
+	// milliseconds after the link came up (nsutil.WaitLocal).
+	if err := nsutil.WaitLocal(h, opt.Addrs, 5*time.Second); err != nil {
+		h.Close()
+		return nil, err
+	}
 	var hmu sync.Mutex
 	n.kernel = func() (*Kernel, error) {
 		hmu.Lock()

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -364,6 +365,32 @@ func ConfigureLink(h *netlink.Handle, dev string, c LinkConfig) error {
 				hint = " (gateway not on a connected network)"
 			}
 			return fmt.Errorf("nsutil: ip route add %v dev %s: %w%s", r, dev, err, hint)
+		}
+	}
+	return nil
+}
+
+// WaitLocal waits until the kernel of the handle's namespace delivers
+// packets to each of addrs locally, at most timeout. An IPv6 address added
+// before its link came up is listed, without the tentative flag, some
+// milliseconds before addrconf installs its local route; a packet for it
+// in between is dropped as an address error (Ip6InAddrErrors), so
+// whoever reports a link as up waits for this first.
+//
+// Equivalent to: until ip route get ADDR answers "local ADDR dev lo
+// table local" for each ADDR
+func WaitLocal(h *netlink.Handle, addrs []netip.Prefix, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, p := range addrs {
+		for {
+			rs, err := h.RouteGet(p.Addr().AsSlice())
+			if err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("nsutil: %v not delivered locally after %v (ip route get: %v, %v)", p.Addr(), timeout, rs, err)
+			}
+			time.Sleep(time.Millisecond)
 		}
 	}
 	return nil

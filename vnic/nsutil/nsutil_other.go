@@ -5,6 +5,9 @@ package nsutil
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -31,6 +34,11 @@ func Handle(name string) (*netlink.Handle, error) { return nil, errUnsupported }
 
 // ConfigureLink returns an error wrapping errors.ErrUnsupported.
 func ConfigureLink(h *netlink.Handle, dev string, c LinkConfig) error { return errUnsupported }
+
+// WaitLocal returns an error wrapping errors.ErrUnsupported.
+func WaitLocal(h *netlink.Handle, addrs []netip.Prefix, timeout time.Duration) error {
+	return errUnsupported
+}
 
 // Sysctl returns an error wrapping errors.ErrUnsupported.
 func Sysctl(name, key, value string) error { return errUnsupported }
@@ -70,3 +78,9 @@ func Sweep(match func(Record) bool) ([]Record, error) { return nil, errUnsupport
 
 // Identify returns an error wrapping errors.ErrUnsupported.
 func Identify(name string) (ID, error) { return ID{}, errUnsupported }
+
+// IsPath reports whether ns names a namespace by path (it has a slash).
+func IsPath(ns string) bool { return strings.Contains(ns, "/") }
+
+// Identity needs Linux.
+func Identity(name string) (dev, ino uint64, err error) { return 0, 0, errUnsupported }

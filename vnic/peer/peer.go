@@ -106,6 +106,23 @@ type Options struct {
 	// TCPSendBufferSizeRangeOption/TCPReceiveBufferSizeRangeOption Max;
 	// receive buffer auto-tuning is on). 0 means DefaultTCPBufferMax.
 	TCPBufferMax int
+
+	// RACK turns on gVisor's RACK-TLP loss detection (tail loss probes
+	// after 2·SRTT, loss marked after RTT + min_RTT/4). Off by default:
+	// the peer detects loss as RFC 6675 does, from three duplicate ACKs or
+	// SACKed data, and otherwise by the retransmission timeout. On a wire
+	// inside one machine the RTT is tens of microseconds to a millisecond,
+	// and gVisor's RACK-TLP has none of the floors Linux puts under those
+	// timers (tcp_schedule_loss_probe and tcp_rack_reo_timeout add
+	// TCP_TIMEOUT_MIN, two jiffies), keeps the smallest RTT it ever saw
+	// (a reordering window of microseconds) and breaks ties between
+	// segments sent at the same instant the wrong way round: any ACK that
+	// a busy scheduler delays by a millisecond then counts as a loss, and
+	// the peer retransmits data the host already has (every retransmission
+	// comes back DSACKed). Measured on the daemon's wire, 20 s of upload
+	// and download at once: 906 retransmissions with RACK-TLP, all
+	// spurious; 3 without.
+	RACK bool
 }
 
 // Packet is one IP packet the peer sends: the virtio_net_hdr Linux would
@@ -255,17 +272,23 @@ func (o *Options) validate() error {
 
 // tuneTCP sets large windows: buffers up to TCPBufferMax with receive
 // buffer auto-tuning (what net.ipv4.tcp_rmem/tcp_wmem and
-// tcp_moderate_rcvbuf do on Linux), and SACK.
+// tcp_moderate_rcvbuf do on Linux), SACK, and the loss detection
+// Options.RACK chooses.
 func (p *Peer) tuneTCP() error {
 	max := p.opt.TCPBufferMax
 	def := min(1<<20, max)
 	sack := tcpip.TCPSACKEnabled(true)
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	recovery := tcpip.TCPRecovery(0) // RFC 6675 SACK loss recovery
+	if p.opt.RACK {
+		recovery = tcpip.TCPRACKLossDetection
+	}
 	for _, o := range []tcpip.SettableTransportProtocolOption{
 		&tcpip.TCPReceiveBufferSizeRangeOption{Min: 4096, Default: def, Max: max},
 		&tcpip.TCPSendBufferSizeRangeOption{Min: 4096, Default: def, Max: max},
 		&moderate,
 		&sack,
+		&recovery,
 	} {
 		if err := p.s.SetTransportProtocolOption(tcp.ProtocolNumber, o); err != nil {
 			return fmt.Errorf("peer: setting TCP option %T: %s", o, err)

@@ -307,6 +307,7 @@ func (sv *services) udpLoop(c *gonet.UDPConn, echo bool) {
 		if echo {
 			c.WriteTo(buf[:n], from)
 		} else {
+			sv.stats.discardedDatagrams.Add(1)
 			sv.stats.discarded.Add(uint64(n))
 		}
 	}

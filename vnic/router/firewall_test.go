@@ -103,32 +103,69 @@ func TestClampMSSv6AndSetMSS(t *testing.T) {
 
 // TestStory4TSOPassThroughStalls: end to end, a guest whose NIC puts its
 // TSO super-packets on the wire unsegmented uploads through the story 4
-// firewall: MSS clamping happens and changes nothing, the big packets are
-// dropped with frag-needed, the upload stalls. The clamp is --set-mss 1400
-// so that it bites (the guest's own MSS is 1460 already). With a NIC that segments
-// (`ethtool -K tso off` in the guest, or TSO done right) it completes.
+// firewall: MSS clamping happens and changes nothing, every packet above
+// 1500 bytes is dropped with frag-needed, and the upload crawls. The
+// clamp is --set-mss 1400 so that it bites (the guest's own MSS is 1460
+// already). With a NIC that segments (`ethtool -K tso off` in the guest,
+// or TSO done right) it completes.
+//
+// How far the crawl gets is the sender's business: gVisor's TCP
+// retransmits the dropped data after a timeout one MSS at a time, which
+// passes, so the upload moves at a few MB/s rather than locking up as the
+// Linux/Windows guests of the story did, and how much that is in 3 s
+// depends on the timeouts and the scheduler. What the story is: every
+// packet above 1500 bytes that the guest's NIC put on the wire was
+// refused with ICMP, none reached the server, and the goodput is a small
+// fraction of a segmenting NIC's, measured side by side over the same
+// window so that a loaded machine slows both alike.
 func TestStory4TSOPassThroughStalls(t *testing.T) {
-	const n = 32 << 20
-	t.Run("pass-through", func(t *testing.T) {
-		tp := newTopo(t, topoOpts{maxReceive0: 65535, clientGSO: 65536, clientPassThrough: true, firewall: story4Firewall(router.ClampMSS{MSS: 1400})})
+	const window = 3 * time.Second
+	pass := newTopo(t, topoOpts{maxReceive0: 65535, clientGSO: 65536, clientPassThrough: true, firewall: story4Firewall(router.ClampMSS{MSS: 1400})})
+	seg := newTopo(t, topoOpts{maxReceive0: 65535, clientGSO: 65536, firewall: story4Firewall(router.ClampMSS{MSS: 1400})})
+	chunk := pkttest.Payload(1<<20, 4)
+	upload := func(tp *topo) {
 		c := tp.dial(t, server4, 9)
-		go c.Write(pkttest.Payload(n, 4))
-		time.Sleep(3 * time.Second)
-		st := tp.r.Stats()
-		got := tp.server.Stats().Discarded
-		t.Logf("server got %d of %d bytes in 3 s; firewall %+v", got, n, st.Firewall)
-		// The segmenting NIC moves these 32 MB in well under a second.
-		// gVisor's TCP retransmits the dropped data one MSS at a time,
-		// which passes, so the upload crawls (~4 MB/s) rather than
-		// locking up as the Linux/Windows guests of the story did.
-		if got >= n/2 {
-			t.Errorf("%d of %d bytes arrived: no stall", got, n)
-		}
-		if st.Firewall[0].Dropped == 0 || st.Firewall[0].ICMPSent == 0 || st.Firewall[1].Clamped == 0 {
-			t.Errorf("firewall %+v", st.Firewall)
-		}
-	})
-	t.Run("segmenting NIC", func(t *testing.T) {
+		go func() {
+			for {
+				if _, err := c.Write(chunk); err != nil {
+					return // the client was closed
+				}
+			}
+		}()
+	}
+	upload(pass)
+	upload(seg)
+	time.Sleep(window)
+	pGot, sGot := pass.server.Stats().Discarded, seg.server.Stats().Discarded
+	// Closing a client stops its output goroutine; the wires deliver
+	// synchronously, so when Close returns every packet it sent has been
+	// through the firewall.
+	pass.client.Close()
+	seg.client.Close()
+	pst, sst := pass.r.Stats(), seg.r.Stats()
+	big := pass.clientNIC.big.Load()
+	t.Logf("in %v: pass-through NIC %d bytes to the server (%d packets above 1500 on the wire), segmenting NIC %d bytes; firewall %+v",
+		window, pGot, big, sGot, pst.Firewall)
+
+	drop, clamp := pst.Firewall[0], pst.Firewall[1]
+	if big == 0 || drop.Dropped != big || drop.ICMPSent != big {
+		t.Errorf("%d packets above 1500 on the wire: firewall dropped %d, answered %d with frag-needed; want all of them", big, drop.Dropped, drop.ICMPSent)
+	}
+	if clamp.Clamped == 0 {
+		t.Errorf("the SYN was not clamped: %+v", clamp)
+	}
+	if o := pass.server.Stats().Drops.Oversize; o != 0 {
+		t.Errorf("%d packets above the MTU reached the server", o)
+	}
+	if pGot*4 > sGot {
+		t.Errorf("pass-through NIC: %d bytes in %v, segmenting NIC %d: want a crawl, under a quarter of the segmenting NIC's goodput", pGot, window, sGot)
+	}
+	if n := seg.clientNIC.big.Load(); n != 0 || sst.Firewall[0].Dropped != 0 {
+		t.Errorf("segmenting NIC: %d packets above 1500 on the wire, firewall %+v", n, sst.Firewall)
+	}
+
+	t.Run("segmenting NIC completes", func(t *testing.T) {
+		const n = 32 << 20
 		tp := newTopo(t, topoOpts{maxReceive0: 65535, clientGSO: 65536, firewall: story4Firewall(router.ClampMSS{MSS: 1400})})
 		c := tp.dial(t, server4, 9)
 		if _, err := c.Write(pkttest.Payload(n, 4)); err != nil {

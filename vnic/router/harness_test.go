@@ -49,6 +49,9 @@ type nic struct {
 	mtu         int
 	passThrough bool
 	w           *wire.Wire
+	// big counts the packets larger than mtu the NIC put on the wire (a
+	// pass-through NIC's super-packets).
+	big atomic.Uint64
 
 	out   [][]byte
 	sizes []int
@@ -94,6 +97,9 @@ func (n *nic) output(pkts []glink.Packet) {
 			continue // counted by nobody: the NIC drops it
 		}
 		for i := range k {
+			if n.sizes[i] > n.mtu {
+				n.big.Add(1)
+			}
 			off := len(n.arena)
 			n.arena = append(n.arena, n.out[i][:n.sizes[i]]...)
 			n.batch = append(n.batch, n.arena[off:len(n.arena):len(n.arena)])
@@ -195,6 +201,7 @@ type topoOpts struct {
 type topo struct {
 	r              *router.Router
 	client, server *peer.Peer
+	clientNIC      *nic // nil with captureEth0
 	eth0           *capture
 }
 
@@ -271,6 +278,7 @@ func newTopo(tb testing.TB, o topoOpts) *topo {
 		cmtu := o.mtu0
 		cnic := newNIC(tb, int(cmtu), o.clientPassThrough, o.wire, toRouter(0))
 		closers = append(closers, cnic.w.Close)
+		t.clientNIC = cnic
 		t.client, err = peer.New(peer.Options{Addrs: clientAddrs, MTU: cmtu, GSOMaxSize: o.clientGSO, Disable: peer.ServiceAll, Output: cnic.output})
 		if err != nil {
 			tb.Fatal(err)
