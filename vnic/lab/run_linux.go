@@ -921,4 +921,3 @@ func (d *discardService) close() {
 	d.mu.Unlock()
 	d.wg.Wait()
 }
-
