@@ -118,9 +118,10 @@ bench-retrans:
 	$(GO) test -run='^$$' -bench=BidirRetransmissions -benchtime=1x ./vnic/traffic/ | tee bench/retrans.txt
 
 ## soak: a NIC at full speed both ways (upload, verified download, echo)
-##       for SOAK (default 10m), capture on at --snaplen 128 for a fifth of
-##       it; fails on any loss, drop, memory or goroutine growth, or fd leak
-##       (root; not in CI).
+##       for SOAK (default 10m) through the gVisor peer, capture on at
+##       --snaplen 128 for a fifth of it, across a pair (--wire netns:B) for
+##       another fifth; fails on any loss, drop, memory or goroutine growth,
+##       or fd leak (root; not in CI).
 SOAK ?= 10m
 soak:
 	$(GO) run ./scripts/soak -duration $(SOAK)

@@ -13,8 +13,9 @@
 //     every body must be N bytes of the server's pattern;
 //   - echo round trips of 1 MiB, compared byte for byte.
 //
-// Phases: "plain" (no capture) and "capture" (a pcapng at --snaplen 128,
-// for a fifth of the time, at most 2 minutes; the file is removed). Every
+// Phases: "plain" (no capture), "capture" (a pcapng at --snaplen 128,
+// for a fifth of the time, at most 2 minutes; the file is removed) and
+// "pair" (below, as long as "capture"). Every
 // 30 s a line reports throughput, the NIC's drops by reason, the kernel's
 // TUN queue drops, the peer's retransmissions and the host's DSACKs, and
 // the process's RSS, heap in use and goroutines. At the end of each phase
@@ -24,9 +25,10 @@
 // the last NIC closed must be those before the first one. Exit status 1
 // on any of those, 2 on a setup error.
 //
-// A pair phase (two vnic NICs in two namespaces, `vnic up --wire
-// netns:B`) is one more entry in phases() with its daemon.Config and a
-// target whose servers run in the far namespace: see the comment there.
+// Phase "pair" is the same load across a pair (`vnic up --wire netns:B`):
+// two vnic NICs, the far one in a second namespace where this program
+// runs the three services itself (discard, echo, HTTP /bytes/N), so every
+// byte is counted at both ends; the far NIC's drops count too.
 package main
 
 import (
@@ -89,32 +91,32 @@ type target struct {
 // peerTarget is the daemon's gVisor peer.
 var peerTarget = target{discard: "198.18.0.2:9", echo: "198.18.0.2:7", http: "198.18.0.2:80"}
 
+// pairTarget is the far NIC of a pair, where the soak runs its own
+// services (pairServers).
+var pairTarget = target{discard: pairAddr + ":9", echo: pairAddr + ":7", http: pairAddr + ":80"}
+
+// pairAddr is the far NIC's address (the daemon's default --peer).
+const pairAddr = "198.18.0.2"
+
 // phase is one NIC under the load for dur.
 type phase struct {
 	name string
 	dur  time.Duration
-	cfg  daemon.Config // Netns and Logger are filled in
+	cfg  daemon.Config // Netns, Logger and a pair's Wire are filled in
 	to   target
+	pair bool // the far end is a second vnic NIC (--wire netns:B)
 }
 
-// phases splits the run: a fifth (at most 2 minutes) with capture on, the
-// rest without.
-//
-// The pair phase, once daemon.Config can put the far end of the wire in
-// another namespace (`vnic up --wire netns:B`), is one more entry here:
-//
-//	{name: "pair", dur: d, cfg: daemon.Config{Wire: "netns:" + nsB}, to: pairTarget}
-//
-// with pairTarget the far namespace's address, and discard, echo and HTTP
-// servers started in nsB before the load (nsutil.Do + net.Listen, the
-// same three services as the peer's); everything else — the load, the
-// counts, the samples, the checks — is the same.
+// phases splits the run: a fifth (at most 2 minutes) with capture on, a
+// fifth (at most 2 minutes) across a pair, the rest through the peer
+// without capture.
 func phases(total time.Duration, snaplen int, tmp string) []phase {
 	capDur := min(total/5, 2*time.Minute)
 	return []phase{
-		{name: "plain", dur: total - capDur, to: peerTarget},
+		{name: "plain", dur: total - 2*capDur, to: peerTarget},
 		{name: "capture", dur: capDur, to: peerTarget,
 			cfg: daemon.Config{Pcap: filepath.Join(tmp, "soak.pcapng"), Snaplen: snaplen}},
+		{name: "pair", dur: capDur, to: pairTarget, pair: true},
 	}
 }
 
@@ -205,30 +207,58 @@ type sample struct {
 
 func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 	ns := fmt.Sprintf("vnic-soak-%d-%s", os.Getpid(), p.name)
+	nsB := ns + "-b"
 	cfg := p.cfg
 	cfg.Netns = ns
+	if p.pair {
+		cfg.Wire = "netns:" + nsB
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d, err := daemon.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	var srv *pairServers
 	closed := false
 	closeNIC := func() {
 		if !closed {
 			closed = true
+			if srv != nil {
+				srv.close()
+			}
 			d.Close()
 		}
 	}
 	defer closeNIC()
+	if p.pair {
+		if srv, err = startPairServers(nsB); err != nil {
+			return nil, err
+		}
+	}
+	// received is what the discard service has counted.
+	received := func(s daemon.Stats) uint64 {
+		if srv != nil {
+			return uint64(srv.discarded.Load())
+		}
+		return s.Peer.Discarded
+	}
 	h, err := nsutil.Handle(ns)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
 	s0 := d.Stats()
+	recv0 := received(s0)
 	read := func(at time.Duration, l *load) sample {
 		s := d.Stats()
 		k, _ := traffic.KernelCounters(ns)
+		var retrans, rtos uint64
+		if s.Peer != nil {
+			retrans, rtos = s.Peer.Stack.TCPRetransmits, s.Peer.Stack.TCPTimeouts
+		} else { // a pair: the far end is a kernel, with its own counters
+			kb, _ := traffic.KernelCounters(nsB)
+			retrans, rtos = kb["Tcp.RetransSegs"], kb["TcpExt.TCPTimeouts"]
+		}
 		var tun uint64
 		if link, err := h.LinkByName(d.Config().Name); err == nil {
 			tun = link.Attrs().Statistics.TxDropped
@@ -240,9 +270,9 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 		smp := sample{
 			// The upload's live count is what the discard service got
 			// (Send reports its own total only at the end).
-			at: at, up: int64(s.Peer.Discarded - s0.Peer.Discarded), down: l.down.Load(), echo: l.echo.Load(),
+			at: at, up: int64(received(s) - recv0), down: l.down.Load(), echo: l.echo.Load(),
 			rss: rss(), heap: m.HeapInuse, goroutines: runtime.NumGoroutine(),
-			drops: s.DropMap(), tunDrop: tun, retrans: s.Peer.Stack.TCPRetransmits, rtos: s.Peer.Stack.TCPTimeouts,
+			drops: allDrops(s), tunDrop: tun, retrans: retrans, rtos: rtos,
 			dsacks: k["TcpExt.TCPDSACKOldSent"] + k["TcpExt.TCPDSACKOfoSent"],
 		}
 		if s.Capture != nil {
@@ -294,11 +324,15 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 	l.errs.Lock()
 	f = append(f, l.errs.list...)
 	l.errs.Unlock()
-	discarded := int64(end.Peer.Discarded - s0.Peer.Discarded)
+	discarded := int64(received(end) - recv0)
 	fmt.Printf("   %s: up %d bytes sent, %d received by the discard service; down %d bytes in whole verified bodies; echo %d bytes compared\n",
 		p.name, upRes.Bytes, discarded, l.down.Load(), l.echo.Load())
-	fmt.Printf("   %s: NIC drops %v; peer link drops %+v; kernel TUN queue drops %d; peer retransmissions %d (RTOs %d), host DSACKs %d, of %d packets the peer put on the wire\n",
-		p.name, end.Drops, end.Peer.Drops, last.tunDrop-first.tunDrop, last.retrans-first.retrans, last.rtos-first.rtos, last.dsacks-first.dsacks, end.WireIn.Packets-s0.WireIn.Packets)
+	peerDrops := "none (no gVisor peer)"
+	if end.Peer != nil {
+		peerDrops = fmt.Sprintf("%+v", end.Peer.Drops)
+	}
+	fmt.Printf("   %s: NIC drops %v; peer link drops %s; kernel TUN queue drops %d; far end's retransmissions %d (RTOs %d), host DSACKs %d, of %d packets the far end put on the wire\n",
+		p.name, allDrops(end), peerDrops, last.tunDrop-first.tunDrop, last.retrans-first.retrans, last.rtos-first.rtos, last.dsacks-first.dsacks, end.WireIn.Packets-s0.WireIn.Packets)
 	if end.Capture != nil {
 		fmt.Printf("   %s: capture %d packets written, %d not recorded (the writer fell behind; counted, not traffic loss)\n", p.name, end.Capture.Written, end.Capture.Dropped)
 	}
@@ -308,14 +342,155 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 	if l.down.Load() == 0 || l.echo.Load() == 0 {
 		f = append(f, fmt.Sprintf("%s: a direction moved nothing: down %d, echo %d", p.name, l.down.Load(), l.echo.Load()))
 	}
-	if len(end.Drops) != 0 {
-		f = append(f, fmt.Sprintf("%s: the NIC dropped %v", p.name, end.Drops))
+	if m := allDrops(end); len(m) != 0 {
+		f = append(f, fmt.Sprintf("%s: the NIC dropped %v", p.name, m))
 	}
-	if n := end.Peer.Drops.Total(); n != 0 {
+	if srv != nil {
+		if e := srv.errors(); len(e) > 0 {
+			f = append(f, fmt.Sprintf("%s: the far namespace's services: %s", p.name, strings.Join(e, "; ")))
+		}
+	}
+	if end.Peer == nil {
+		// A pair: the far NIC's drops are in allDrops.
+	} else if n := end.Peer.Drops.Total(); n != 0 {
 		f = append(f, fmt.Sprintf("%s: the peer's link dropped %d: %+v", p.name, n, end.Peer.Drops))
 	}
 	f = append(f, flat(p.name, samples)...)
 	return f, nil
+}
+
+// allDrops is every drop the NICs counted, by place and reason; a pair's
+// far NIC's prefixed "far/".
+func allDrops(s daemon.Stats) map[string]uint64 {
+	m := s.DropMap()
+	if s.Far != nil {
+		for k, v := range s.Far.DropMap() {
+			m["far/"+k] = v
+		}
+	}
+	return m
+}
+
+// pairServers are the services a pair's far namespace runs for the
+// load, as the gVisor peer's: discard (port 9; counts what it read, then
+// closes), echo (port 7; sends back what it read until the client's FIN)
+// and HTTP GET /bytes/N (port 80; N bytes, byte i = i mod 251).
+type pairServers struct {
+	ls        []net.Listener
+	http      *http.Server
+	discarded atomic.Int64
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	errs      []string
+}
+
+func startPairServers(ns string) (*pairServers, error) {
+	s := &pairServers{}
+	listen := func(port string) (net.Listener, error) {
+		var l net.Listener
+		err := nsutil.Do(ns, func() (err error) {
+			l, err = net.Listen("tcp", net.JoinHostPort(pairAddr, port))
+			return err
+		})
+		if err == nil {
+			s.ls = append(s.ls, l)
+		}
+		return l, err
+	}
+	dl, err := listen("9")
+	if err != nil {
+		return nil, err
+	}
+	el, err := listen("7")
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	hl, err := listen("80")
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.serve(dl, func(c net.Conn) error {
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := c.Read(buf)
+			s.discarded.Add(int64(n))
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+	s.serve(el, func(c net.Conn) error {
+		if _, err := io.Copy(c, c); err != nil {
+			return err
+		}
+		return c.(*net.TCPConn).CloseWrite()
+	})
+	pattern := make([]byte, 251*256)
+	for i := range pattern {
+		pattern[i] = byte(i % 251)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.PathValue("n"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "bad length", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		for n > 0 {
+			k := min(n, int64(len(pattern)))
+			if _, err := w.Write(pattern[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	s.http = &http.Server{Handler: mux}
+	s.wg.Go(func() { s.http.Serve(hl) })
+	return s, nil
+}
+
+// serve runs handle on every connection l accepts, each closed after.
+func (s *pairServers) serve(l net.Listener, handle func(net.Conn) error) {
+	s.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // closed
+			}
+			s.wg.Go(func() {
+				defer c.Close()
+				// A client that stops at the end of the phase resets
+				// its connections: that is not the service failing.
+				if err := handle(c); err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, net.ErrClosed) {
+					s.mu.Lock()
+					s.errs = append(s.errs, fmt.Sprintf("%v: %v", l.Addr(), err))
+					s.mu.Unlock()
+				}
+			})
+		}
+	})
+}
+
+func (s *pairServers) errors() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.errs...)
+}
+
+func (s *pairServers) close() {
+	if s.http != nil {
+		s.http.Close()
+	}
+	for _, l := range s.ls {
+		l.Close()
+	}
+	s.wg.Wait()
 }
 
 func capNote(cfg daemon.Config) string {
