@@ -46,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,12 +58,15 @@ import (
 	"vnic/vnic/daemon"
 	"vnic/vnic/nsutil"
 	"vnic/vnic/traffic"
+
+	"github.com/vishvananda/netlink"
 )
 
 func main() {
 	dur := flag.Duration("duration", 10*time.Minute, "total soak time")
 	every := flag.Duration("sample", 30*time.Second, "how often to report and sample memory")
 	snaplen := flag.Int("snaplen", 128, "bytes of each packet the capture phase records")
+	only := flag.String("phases", "plain,capture,pair", "the phases to run, comma-separated")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "soak: run as root (it creates network namespaces and TUN devices)")
@@ -80,7 +84,17 @@ func main() {
 		os.Exit(2)
 	}
 	defer os.RemoveAll(tmp)
-	os.Exit(run(ctx, phases(*dur, *snaplen, tmp), *every))
+	var ps []phase
+	for _, p := range phases(*dur, *snaplen, tmp) {
+		if slices.Contains(strings.Split(*only, ","), p.name) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		fmt.Fprintf(os.Stderr, "soak: -phases %q names none of plain, capture, pair\n", *only)
+		os.Exit(2)
+	}
+	os.Exit(run(ctx, ps, *every))
 }
 
 // target is where a phase's load goes, as the host sees it.
@@ -200,6 +214,8 @@ type sample struct {
 	goroutines         int
 	drops              map[string]uint64
 	tunDrop            uint64
+	synRetrans         uint64 // SYNs and SYN-ACKs sent again, both ends
+	listenDrops        uint64 // SYNs a listener dropped (the far end of a pair)
 	retrans, rtos      uint64
 	dsacks             uint64
 	captured, capDrops uint64
@@ -247,6 +263,13 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 		return nil, err
 	}
 	defer h.Close()
+	var hB *netlink.Handle
+	if p.pair {
+		if hB, err = nsutil.Handle(nsB); err != nil {
+			return nil, err
+		}
+		defer hB.Close()
+	}
 	s0 := d.Stats()
 	recv0 := received(s0)
 	read := func(at time.Duration, l *load) sample {
@@ -263,6 +286,15 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 		if link, err := h.LinkByName(d.Config().Name); err == nil {
 			tun = link.Attrs().Statistics.TxDropped
 		}
+		synRetrans, listenDrops := k["TcpExt.TCPSynRetrans"], k["TcpExt.ListenDrops"]
+		if hB != nil { // the far NIC's kernel side too
+			if link, err := hB.LinkByName(d.Config().Name); err == nil {
+				tun += link.Attrs().Statistics.TxDropped
+			}
+			kb, _ := traffic.KernelCounters(nsB)
+			synRetrans += kb["TcpExt.TCPSynRetrans"]
+			listenDrops += kb["TcpExt.ListenDrops"]
+		}
 		runtime.GC()
 		runtime.GC()
 		var m runtime.MemStats
@@ -273,6 +305,7 @@ func (p phase) run(ctx context.Context, every time.Duration) ([]string, error) {
 			at: at, up: int64(received(s) - recv0), down: l.down.Load(), echo: l.echo.Load(),
 			rss: rss(), heap: m.HeapInuse, goroutines: runtime.NumGoroutine(),
 			drops: allDrops(s), tunDrop: tun, retrans: retrans, rtos: rtos,
+			synRetrans: synRetrans, listenDrops: listenDrops,
 			dsacks: k["TcpExt.TCPDSACKOldSent"] + k["TcpExt.TCPDSACKOfoSent"],
 		}
 		if s.Capture != nil {
@@ -539,9 +572,9 @@ func report(s, prev, first sample) {
 	if s.captured+s.capDrops > 0 {
 		capt = fmt.Sprintf(" capture %d written %d dropped;", s.captured-first.captured, s.capDrops-first.capDrops)
 	}
-	fmt.Printf("%6v up %5.2f down %5.2f echo %5.2f Gbit/s; drops NIC [%s] TUN %d;%s retrans %d (RTO %d) DSACK %d; RSS %s heap %s goroutines %d\n",
+	fmt.Printf("%6v up %5.2f down %5.2f echo %5.2f Gbit/s; drops NIC [%s] TUN %d;%s retrans %d (RTO %d, SYN %d) DSACK %d listen drops %d; RSS %s heap %s goroutines %d\n",
 		s.at.Round(time.Second), gbps(s.up, prev.up), gbps(s.down, prev.down), gbps(s.echo, prev.echo),
-		strings.Join(drops, " "), s.tunDrop-first.tunDrop, capt, s.retrans-first.retrans, s.rtos-first.rtos, s.dsacks-first.dsacks,
+		strings.Join(drops, " "), s.tunDrop-first.tunDrop, capt, s.retrans-first.retrans, s.rtos-first.rtos, s.synRetrans-first.synRetrans, s.dsacks-first.dsacks, s.listenDrops-first.listenDrops,
 		mib(s.rss), mib(s.heap), s.goroutines)
 }
 
@@ -570,7 +603,7 @@ func download(ctx context.Context, ns, addr string, l *load) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/bytes/"+strconv.Itoa(n), nil)
 		resp, err := client.Do(req)
 		if err != nil {
-			if ctx.Err() == nil {
+			if !ended(ctx) {
 				l.fail("download: %v", err)
 			}
 			return
@@ -593,7 +626,7 @@ func download(ctx context.Context, ns, addr string, l *load) {
 				if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && got == n {
 					break
 				}
-				if ctx.Err() == nil {
+				if !ended(ctx) {
 					l.fail("download: %v after %d of %d bytes", err, got, n)
 				}
 				resp.Body.Close()
@@ -605,6 +638,14 @@ func download(ctx context.Context, ns, addr string, l *load) {
 	}
 }
 
+// ended reports whether the phase is over: its context is done, or its
+// deadline has passed — a dial or read that ran into the deadline can
+// return ("i/o timeout") a moment before the context says it is done.
+func ended(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && !time.Now().Before(d)
+}
+
 // echo sends 1 MiB round trips through the echo service and compares them.
 func echo(ctx context.Context, ns, addr string, l *load) {
 	data := make([]byte, 1<<20)
@@ -612,7 +653,7 @@ func echo(ctx context.Context, ns, addr string, l *load) {
 	for ctx.Err() == nil {
 		err := traffic.Echo(ctx, traffic.Options{Netns: ns, Addr: addr, Write: 64 << 10}, data)
 		if err != nil {
-			if ctx.Err() == nil {
+			if !ended(ctx) {
 				l.fail("echo: %v", err)
 			}
 			return
