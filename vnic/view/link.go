@@ -206,9 +206,10 @@ func (lo *layout) linkTX(tx, wire *lane) {
 // linkRX links the packets of a lane to those of the lane above them: by
 // the comment "merged into host-rx #m" from a NIC's wire to its own
 // host-rx, else by content: a TCP packet covers the segments of its flow
-// whose [seq,end) lie inside its own range, seen at or before it; anything
-// else matches one packet with the same addresses, protocol, IP ID,
-// fragment offset and length.
+// whose [seq,end) lie inside its own range, seen at or before it, or, on
+// another interface, lies inside one of them (cut and merged again in
+// between); anything else matches one packet with the same addresses,
+// protocol, IP ID, fragment offset and length.
 func (lo *layout) linkRX(upper, rx *lane) {
 	linked := map[*Packet]bool{}
 	if upper.kind == laneWire && rx.kind == laneRX && upper.ifname == rx.ifname {
@@ -231,7 +232,16 @@ func (lo *layout) linkRX(upper, rx *lane) {
 		if linked[r] {
 			continue
 		}
-		for _, w := range matchContent(r, upper, rx, linked) {
+		ws := matchContent(r, upper, rx, linked)
+		if len(ws) == 0 && r.IsTCP() && r.RelEnd != r.RelSeq && rx.ifname != upper.ifname {
+			// A part of a packet sent above: a NIC not drawn between
+			// the two (a router's egress) cut it, the receiver's GRO
+			// merged the pieces along other boundaries.
+			if s := matchContainer(r, upper); s != nil {
+				ws = []*Packet{s}
+			}
+		}
+		for _, w := range ws {
 			linked[w] = true
 			lo.addEdge(w, r)
 		}

@@ -325,3 +325,40 @@ func TestPathHops(t *testing.T) {
 		t.Errorf("PathHops = %v, want %v", got, want)
 	}
 }
+
+// TestLinkSplitAfterHop: a router host's egress NIC sends a super-packet
+// that its TSO cuts and the receiver's GRO merges again along other
+// boundaries (the wire between them not drawn): each received packet lies
+// inside the one sent, so it is linked to it and nothing is "lost" —
+// found in gro-router's Linux router step, which drew 10 false drops.
+func TestLinkSplitAfterHop(t *testing.T) {
+	data := pkttest.Payload(5000, 3)
+	mk := func(ifname string, pt capture.Point, us int, off, n int) capture.Record {
+		p := pkttest.Packet{Src: netip.MustParseAddr("198.18.1.2"), Dst: netip.MustParseAddr("198.18.2.2"), SrcPort: 80, DstPort: 40000,
+			Seq: isn + 1 + uint32(off), Ack: 1, Flags: pkttest.ACK, DF: true, Payload: data[off : off+n]}
+		b := p.Build()
+		return capture.Record{Ifname: ifname, Point: pt, TS: at(us), Data: b, Len: len(b)}
+	}
+	pkts := Decode([]capture.Record{
+		mk("rtr.eth1", capture.HostTX, 100, 0, 5000),
+		// Stamped a little before the router's: each point takes its
+		// clock at its own moment.
+		mk("c0", capture.HostRX, 90, 0, 2000),
+		mk("c0", capture.HostRX, 90, 2000, 3000),
+	})
+	lo := buildLayout(pkts, &TextOptions{Hops: []Hop{{"rtr.eth1", false}}, Receiver: "c0"})
+	if len(lo.losses) != 0 {
+		for _, l := range lo.losses {
+			t.Errorf("lost: %s", l.Text())
+		}
+	}
+	for _, ln := range lo.lanes {
+		if ln.title == "rtr.eth1" && len(ln.pkts) == 1 {
+			if got := len(lo.down[ln.pkts[0]]); got != 2 {
+				t.Errorf("the router's super-packet is linked to %d received packets, want 2", got)
+			}
+			return
+		}
+	}
+	t.Errorf("no lane rtr.eth1 with the super-packet")
+}
