@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newUp(), newStat(), newLab(), newCapture(), newExtcap())
+	root.AddCommand(newUp(), newStat(), newLab(), newCapture(), newExtcap(), newClean())
 	return root
 }
 
@@ -109,8 +109,10 @@ Namespaces: --netns and netns:B take a name (as ip netns knows it) or a path
 to a namespace file (/proc/PID/ns/net, /run/netns/NAME, a container's netns).
 A NAME that does not exist is created, and removed again when the last vnic
 daemon using it exits; a namespace vnic did not create, or one given by
-path, is used as it is and never removed. Without --netns the NIC is
-created in vnic's own namespace.
+path, is used as it is and never removed. A daemon killed with kill -9
+cannot remove its namespace: the next vnic up --netns NAME takes it over,
+and vnic clean removes what killed vnic processes left. Without --netns
+the NIC is created in vnic's own namespace.
 
 It needs root: run it with sudo.`,
 		Example: `  vnic up --netns lab                       # vnic0 = 198.18.0.1/15, fd00::1/64; peer .2
