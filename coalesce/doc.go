@@ -80,6 +80,15 @@
 //     never reads the flag, so the host kernel verifies checksums itself
 //     whatever MarkValid says; the flag is for captures and for far ends
 //     that honour it (virtio_net's receive path does).
+//   - UDP tunnel GRO (udp_gro_receive → vxlan_gro_receive →
+//     eth_gro_receive): where a VXLAN socket listens, Linux's GRO merges
+//     the inner TCP segments of VXLAN datagrams and hands up one tunnel
+//     super-packet. The engine sees VXLAN datagrams as UDP (merged only as
+//     forwarding UDP GRO, when enabled). It could not hand a tunnel
+//     super-packet to a TUN anyway: a TUN refuses on write the tunnel
+//     frames it hands out on read (segment's doc). The receiving kernel's
+//     vxlan device merges the inner packets after decapsulation (its GRO
+//     cells), so its TCP sees merged packets all the same.
 //
 // The engine is pure (no syscalls) and does not allocate in steady state;
 // merging is in place, in the buffer of the flow's first packet.
