@@ -37,6 +37,9 @@ func newClean() *cobra.Command {
 			for _, r := range removed {
 				fmt.Fprintf(w, "removed %s\n", r)
 			}
+			if err != nil { // e.g. RunDir not root's alone: its sockets are not trusted either
+				return err
+			}
 			socks := 0
 			dirs := []string{daemon.RunDir}
 			if capture.TapDir != daemon.RunDir {
@@ -59,10 +62,10 @@ func newClean() *cobra.Command {
 					}
 				}
 			}
-			if len(removed) == 0 && socks == 0 && err == nil {
+			if len(removed) == 0 && socks == 0 {
 				fmt.Fprintln(w, "nothing to remove: no namespace or socket of a killed vnic process")
 			}
-			return err
+			return nil
 		},
 	}
 }
