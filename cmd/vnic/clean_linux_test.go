@@ -30,8 +30,21 @@ func startUp(t *testing.T, bin, ns string) (*exec.Cmd, string) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		// Stopped as a user stops it, so it removes what it made; killed
+		// if it does not exit.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			t.Errorf("vnic up --netns %s still running 15 s after SIGTERM; killing it", ns)
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		for _, p := range []string{sock, strings.TrimSuffix(sock, ".sock") + ".tap"} {
+			if _, err := os.Lstat(p); err == nil && !t.Failed() && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+				t.Errorf("%s left by a daemon that exited on SIGTERM", p)
+			}
+		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
