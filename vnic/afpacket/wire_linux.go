@@ -349,27 +349,14 @@ func (w *Wire) Start(to Receiver) {
 }
 
 func (w *Wire) run(to Receiver) {
-	var lastErr time.Time
-	for {
+	w.conn.RecvLoop(w.rxHdrs, func() {
 		for i := range w.rxHdrs {
 			h := &w.rxHdrs[i]
 			h.SetControl(w.rxCtl[i*ctlSpace : (i+1)*ctlSpace])
 			h.Msg.Flags = 0
 		}
-		n, err := w.conn.Recv(w.rxHdrs)
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			if time.Since(lastErr) > 10*time.Second {
-				w.log.Warn("receiving from the interface", "err", err)
-				lastErr = time.Now()
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		w.receive(n, to)
-	}
+	}, func(n int) { w.receive(n, to) },
+		func(err error) { w.log.Warn("receiving from the interface", "err", err) })
 }
 
 // receive hands the n frames just received to to: VLAN tags put back,

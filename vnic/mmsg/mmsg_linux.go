@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -141,6 +142,32 @@ func (c *Conn) Recv(hdrs []Hdr) (int, error) {
 		err = rerr
 	}
 	return 0, c.opError("recvmmsg", err)
+}
+
+// RecvLoop receives batch after batch into hdrs until the Conn is
+// closed: prepare resets the headers before each Recv (names, control
+// buffers, flags), handle takes the n messages received. Any other
+// receive error (an ICMP error queued on the socket, memory pressure) is
+// not the end of the socket: it goes to warn, at most once per 10 s, and
+// the loop goes on after a millisecond.
+func (c *Conn) RecvLoop(hdrs []Hdr, prepare func(), handle func(n int), warn func(error)) {
+	var lastErr time.Time
+	for {
+		prepare()
+		n, err := c.Recv(hdrs)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if time.Since(lastErr) > 10*time.Second {
+				warn(err)
+				lastErr = time.Now()
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		handle(n)
+	}
 }
 
 func (c *Conn) readCallback(fd uintptr) bool {

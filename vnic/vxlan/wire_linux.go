@@ -449,30 +449,15 @@ func (w *Wire) Start(to Receiver) {
 }
 
 func (w *Wire) run(to Receiver) {
-	var lastErr time.Time
-	for {
+	w.conn.RecvLoop(w.rxHdrs, func() {
 		for i := range w.rxHdrs {
 			h := &w.rxHdrs[i]
 			h.SetName(w.rxName[i*unix.SizeofSockaddrInet6 : (i+1)*unix.SizeofSockaddrInet6])
 			h.SetControl(w.rxCtl[i*ctlSpace : (i+1)*ctlSpace])
 			h.Msg.Flags = 0
 		}
-		n, err := w.conn.Recv(w.rxHdrs)
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			// An ICMP error queued on the socket, or memory pressure: not
-			// the end of the wire.
-			if time.Since(lastErr) > 10*time.Second {
-				w.log.Warn("receiving from the underlay", "err", err)
-				lastErr = time.Now()
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		w.receive(n, to)
-	}
+	}, func(n int) { w.receive(n, to) },
+		func(err error) { w.log.Warn("receiving from the underlay", "err", err) })
 }
 
 // receive decapsulates the n messages just received and hands the frames
